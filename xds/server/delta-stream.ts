@@ -1,0 +1,126 @@
+/**
+ * One incremental ADS stream (DeltaAggregatedResources).
+ *
+ * Per type URL it keeps the subscription and what the client holds (name → version, from
+ * initial_resource_versions on reconnect and from what was sent). A push sends only the
+ * resources whose version differs from the client's, and removed_resources for the ones it
+ * holds that are gone. Rules:
+ * - resource_names_subscribe/unsubscribe are honoured on every request, whatever its
+ *   nonce: only the ACK/NACK reading of a request depends on the nonce.
+ * - A NACKed resource version is not resent: the client is recorded as holding it, so only
+ *   a newer version goes out.
+ * - A name subscribed before it exists is told absent (removed_resources) once, and sent
+ *   when it appears.
+ * - Wildcard: legacy (first request subscribes nothing) for LDS/CDS, or an explicit "*".
+ */
+import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { DeltaDiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
+import type { CachedResource } from '../cache/cached-resource.ts';
+import type { Snapshot } from '../cache/snapshot.ts';
+import { encodeDelta } from '../cache/response-bytes.ts';
+import { findResourceType, pushOrder } from '../resources/registry.ts';
+import { StreamBase, type StreamDeps } from './stream-base.ts';
+
+/** Client holds a name known to be absent (it was told so). */
+const ABSENT = '';
+const WILDCARD = '*';
+
+interface TypeState {
+  wildcard: boolean;
+  names: Set<string>;
+  /** What the client holds: name → version, ABSENT when told it does not exist. */
+  held: Map<string, string>;
+  /** Sent and not yet answered: nonce → system version. */
+  outstanding: Map<string, string>;
+}
+
+export class DeltaStream extends StreamBase<DeltaDiscoveryRequest, Uint8Array> {
+  readonly #types = new Map<string, TypeState>();
+
+  constructor(call: ServerDuplexStream<DeltaDiscoveryRequest, Uint8Array>, deps: StreamDeps) {
+    super(call, deps, 'delta');
+  }
+
+  protected onRequest(req: DeltaDiscoveryRequest): void {
+    if (!this.join(req.node)) {
+      this.deps.callbacks.onIgnoredRequest?.(this.info, req.typeUrl, 'first request without node');
+      this.fail(status.INVALID_ARGUMENT, 'first DeltaDiscoveryRequest must carry a node');
+      return;
+    }
+    const type = findResourceType(req.typeUrl);
+    if (!type) {
+      this.deps.callbacks.onIgnoredRequest?.(this.info, req.typeUrl, 'unknown type URL');
+      return;
+    }
+    let ts = this.#types.get(req.typeUrl);
+    if (!ts) {
+      ts = { wildcard: false, names: new Set(), held: new Map(), outstanding: new Map() };
+      this.#types.set(req.typeUrl, ts);
+      if (type.fullState && req.resourceNamesSubscribe.length === 0) ts.wildcard = true;
+      for (const [name, version] of Object.entries(req.initialResourceVersions)) ts.held.set(name, version);
+    }
+    for (const name of req.resourceNamesSubscribe) {
+      if (name === WILDCARD) ts.wildcard = true;
+      else ts.names.add(name);
+    }
+    for (const name of req.resourceNamesUnsubscribe) {
+      if (name === WILDCARD) ts.wildcard = false;
+      else {
+        ts.names.delete(name);
+        if (!ts.wildcard) ts.held.delete(name);
+      }
+    }
+
+    if (req.responseNonce !== '') {
+      const version = ts.outstanding.get(req.responseNonce);
+      if (version !== undefined) {
+        ts.outstanding.delete(req.responseNonce);
+        if (req.errorDetail) {
+          this.deps.callbacks.onNack?.(this.info, req.typeUrl, version, req.responseNonce, req.errorDetail.message);
+        } else {
+          this.deps.callbacks.onAck?.(this.info, req.typeUrl, version, req.responseNonce);
+        }
+      }
+    }
+    const snap = this.snapshot();
+    if (snap) this.#maybeSend(req.typeUrl, ts, snap);
+  }
+
+  protected onSnapshot(snapshot: Snapshot): void {
+    for (const typeUrl of [...this.#types.keys()].sort(pushOrder)) this.#maybeSend(typeUrl, this.#types.get(typeUrl)!, snapshot);
+  }
+
+  #maybeSend(typeUrl: string, ts: TypeState, snap: Snapshot): void {
+    const all = snap.resources(typeUrl);
+    const send: CachedResource[] = [];
+    const removed: string[] = [];
+    const consider = (name: string): void => {
+      const r = all.get(name);
+      const held = ts.held.get(name);
+      if (r) {
+        if (held !== r.version) send.push(r);
+      } else if (held !== ABSENT) {
+        removed.push(name);
+      }
+    };
+    if (ts.wildcard) for (const name of all.keys()) consider(name);
+    for (const name of ts.names) if (!ts.wildcard || !all.has(name)) consider(name);
+    // Held resources that left the subscription's view entirely (wildcard removals).
+    for (const name of ts.held.keys()) {
+      if (!all.has(name) && !ts.names.has(name) && ts.held.get(name) !== ABSENT) removed.push(name);
+    }
+    if (send.length === 0 && removed.length === 0) return;
+
+    const nonce = this.nextNonce();
+    const version = snap.version(typeUrl);
+    this.write(encodeDelta(typeUrl, version, send, removed, nonce));
+    for (const r of send) ts.held.set(r.name, r.version);
+    for (const name of removed) {
+      if (ts.names.has(name)) ts.held.set(name, ABSENT);
+      else ts.held.delete(name);
+    }
+    ts.outstanding.set(nonce, version);
+    if (ts.outstanding.size > 64) ts.outstanding.delete(ts.outstanding.keys().next().value!);
+    this.deps.callbacks.onResponse?.(this.info, typeUrl, version, nonce, send.length);
+  }
+}
