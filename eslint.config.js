@@ -1,10 +1,12 @@
 // Lint: typescript-eslint's recommended rules over our sources; generated code is skipped.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import globals from 'globals';
 
 export default tseslint.config(
   { ignores: ['node_modules/', '.build/', 'xds/gen/', 'coverage/', 'bench/peers/'] },
   js.configs.recommended,
+  { languageOptions: { globals: globals.node } },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -34,6 +34,7 @@ export const ROOTS = [
   'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
   'envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto',
   'envoy/extensions/filters/http/jwt_authn/v3/config.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'palisade/v1/mesh.proto',
 ];
 

@@ -1,0 +1,88 @@
+/**
+ * The control plane's admin HTTP endpoint (loopback by default): readiness, the proxy
+ * inventory, the snapshots per node group and the state of the configuration.
+ *
+ *   GET /ready              200 "ready" once the first configuration is served
+ *   GET /api/v1/proxies     every connected proxy and its per-type sync status
+ *   GET /api/v1/snapshots   per node group: each type's version and resource names
+ *   GET /api/v1/state       last applied / last refused configuration
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ControlPlane } from '../control-plane.ts';
+
+export class AdminServer {
+  readonly #cp: ControlPlane;
+  readonly #server: Server;
+  #ready = false;
+
+  constructor(cp: ControlPlane) {
+    this.#cp = cp;
+    this.#server = createServer((req, res) => this.#handle(req, res));
+  }
+
+  markReady(): void {
+    this.#ready = true;
+  }
+
+  /** Listens on host:port (port 0 picks one); resolves with the bound address. */
+  listen(address: string): Promise<string> {
+    const i = address.lastIndexOf(':');
+    const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+    const port = Number(address.slice(i + 1));
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(port, host, () => {
+        const a = this.#server.address() as AddressInfo;
+        resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    if (req.method !== 'GET') return send(res, 405, { error: `method ${req.method} not allowed` });
+    switch (url.pathname) {
+      case '/ready':
+        res.writeHead(this.#ready ? 200 : 503, { 'content-type': 'text/plain' }).end(this.#ready ? 'ready\n' : 'starting\n');
+        return;
+      case '/api/v1/proxies':
+        return send(res, 200, { proxies: this.#cp.inventory.list() });
+      case '/api/v1/snapshots':
+        return send(res, 200, { groups: this.#snapshots() });
+      case '/api/v1/state':
+        return send(res, 200, {
+          ...this.#cp.status,
+          resources: this.#cp.state ? {
+            mesh: this.#cp.state.mesh?.metadata.name ?? null,
+            services: [...this.#cp.state.services.keys()],
+            routes: [...this.#cp.state.routes.keys()],
+          } : null,
+        });
+      default:
+        return send(res, 404, { error: `no such path ${url.pathname}`, paths: ['/ready', '/api/v1/proxies', '/api/v1/snapshots', '/api/v1/state'] });
+    }
+  }
+
+  #snapshots() {
+    return this.#cp.cache.groups().sort().map((group) => {
+      const snap = this.#cp.cache.getSnapshot(group)!;
+      return {
+        group,
+        streams: this.#cp.cache.watcherCount(group),
+        types: Object.fromEntries(snap.typeUrls().map((t) => [t, { version: snap.version(t), resources: [...snap.resources(t).keys()] }])),
+      };
+    });
+  }
+}
+
+function send(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json' }).end(`${JSON.stringify(body, null, 2)}\n`);
+}

@@ -1,0 +1,47 @@
+/**
+ * Desired state → the xDS resources of one node group. Pure: the same state and target
+ * always give the same resources (and so the same content-hash versions).
+ */
+import type { Message } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
+import { MeshConfigSchema, MeshConfig_MtlsMode } from '../../xds/gen/palisade/v1/mesh_pb.js';
+import {
+  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, ROUTE_TYPE_URL,
+} from '../../xds/resources/type-urls.ts';
+import type { DesiredState } from '../config/state.ts';
+import { buildCluster } from './clusters.ts';
+import { grpcListeners, outboundListener } from './listeners.ts';
+import type { NodeTarget } from './node-kind.ts';
+import { buildRoutes } from './routes.ts';
+
+export type ResourcesByType = Record<string, Message[]>;
+
+export function translate(state: DesiredState, target: NodeTarget): ResourcesByType {
+  const routes = buildRoutes(state, target);
+  const clusters: Message[] = [];
+  const endpoints: Message[] = [];
+  for (const ref of [...routes.clusters.values()].sort((a, b) => cmp(a.service.metadata.name, b.service.metadata.name))) {
+    const out = buildCluster(ref.service, ref.subset, target.kind);
+    clusters.push(out.cluster);
+    if (out.loadAssignment) endpoints.push(out.loadAssignment);
+  }
+  const listeners = target.kind === 'grpc' ? grpcListeners(routes.hosts, routes.usesFault) : [outboundListener(routes.usesFault)];
+  const out: ResourcesByType = {
+    [CLUSTER_TYPE_URL]: clusters,
+    [ENDPOINT_TYPE_URL]: endpoints,
+    [LISTENER_TYPE_URL]: listeners,
+    [ROUTE_TYPE_URL]: [routes.routeConfig],
+  };
+  if (target.kind === 'sidecar' && state.mesh) {
+    out[MESH_CONFIG_TYPE_URL] = [create(MeshConfigSchema, {
+      name: state.mesh.metadata.name,
+      trustDomain: state.mesh.spec.trustDomain,
+      mtlsMode: state.mesh.spec.mtls.mode === 'STRICT' ? MeshConfig_MtlsMode.STRICT : MeshConfig_MtlsMode.PERMISSIVE,
+    })];
+  }
+  return out;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
