@@ -1,8 +1,12 @@
 /** Flag parsing shared by the commands: node:util parseArgs with errors that name the flag. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { PalisadeError } from '../xds/errors.ts';
 
-export class UsageError extends Error {
-  readonly code = 'PAL_ERR_CLI_USAGE';
+/** Bad flags or arguments: exit code 2 with the command's help. */
+export class UsageError extends PalisadeError {
+  constructor(message: string) {
+    super('PAL_ERR_CLI_USAGE', message);
+  }
 }
 
 export function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O) {
@@ -33,8 +37,8 @@ export async function guard(name: string, help: string, body: () => Promise<numb
   try {
     return await body();
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`palisade ${name}: ${err.message}\n\n${help}`);
+    if ((err as { code?: string }).code === 'PAL_ERR_CLI_USAGE') {
+      process.stderr.write(`palisade ${name}: ${(err as Error).message}\n\n${help}`);
       return 2;
     }
     const e = err as Error & { code?: string };

@@ -2,18 +2,19 @@
  * `palisade <command> [flags]`. Each command lives in cli/commands/ and exports
  * `run(argv): Promise<number>` (the exit code) and its help text.
  */
-import * as control from './commands/control.ts';
-import * as proxies from './commands/proxies.ts';
-import * as demo from './commands/demo.ts';
 import { pathToFileURL } from 'node:url';
 
 interface Command {
-  summary: string;
   help: string;
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { control, proxies, demo };
+/** Commands load on demand, so `palisade proxies` does not pay for the control plane's imports. */
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  control: { summary: 'run the control plane: watch a config directory, serve xDS', load: () => import('./commands/control.ts') },
+  proxies: { summary: 'list connected proxies and what they ACKed or NACKed', load: () => import('./commands/proxies.ts') },
+  demo: { summary: 'run the whole system on embedded defaults and show it working', load: () => import('./commands/demo.ts') },
+};
 
 const USAGE = `palisade: a zero-trust service-mesh edge
 
@@ -31,11 +32,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return name === undefined ? 2 : 0;
   }
-  const cmd = COMMANDS[name];
-  if (!cmd) {
+  const entry = COMMANDS[name];
+  if (!entry) {
     process.stderr.write(`palisade: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
     return 2;
   }
+  const cmd = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(cmd.help);
     return 0;

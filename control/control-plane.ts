@@ -17,6 +17,7 @@ import type { ConfigError } from './config/config-error.ts';
 import { formatConfigError } from './config/config-error.ts';
 import type { ResourceSource } from './config/source.ts';
 import type { DesiredState } from './config/state.ts';
+import { InvalidTranslationError } from './errors.ts';
 import { Inventory } from './inventory/inventory.ts';
 import type { Logger } from './log.ts';
 import { groupKey, nodeTarget, parseGroupKey } from './translate/node-kind.ts';
@@ -84,11 +85,15 @@ export class ControlPlane {
     await this.#source.start();
     const first = this.#source.current();
     const problems = this.#check(first);
-    if (problems.length > 0) throw new Error(`initial configuration does not translate to valid xDS: ${problems.join('; ')}`);
+    if (problems.length > 0) throw new InvalidTranslationError(problems);
     this.#state = first;
     this.status.appliedAt = new Date().toISOString();
     this.#source.on('update', (state) => this.apply(state));
     this.#source.on('rejected', (errors) => this.#reject(errors.map(formatConfigError)));
+    this.#source.on('recovered', () => {
+      this.status.lastRejection = null;
+      this.#log.info('configuration valid again; unchanged from the configuration in force');
+    });
     this.#xdsPort = await this.#ads.listen(this.#xdsAddress);
     this.#log.info({ xds: this.xdsAddress }, 'xDS server listening');
     return this.#xdsPort;

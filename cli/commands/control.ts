@@ -7,7 +7,6 @@ import { AdminServer } from '../../control/admin/admin-server.ts';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../../control/log.ts';
 import { checkAddress, guard, parseFlags, UsageError } from '../args.ts';
 
-export const summary = 'run the control plane: watch a config directory, serve xDS';
 
 export const DEFAULTS = Object.freeze({
   config: './config',
@@ -52,10 +51,11 @@ export function run(argv: string[]): Promise<number> {
     if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
     let debounceMs: number;
     try {
-      debounceMs = flags.debounce === '0' ? 0 : parseDuration(flags.debounce);
+      debounceMs = flags.debounce === '0' ? 0 : Math.round(parseDuration(flags.debounce));
     } catch {
       throw new UsageError(`--debounce must be a duration like 100ms or 1s, got ${JSON.stringify(flags.debounce)}`);
     }
+    if (debounceMs > 60_000) throw new UsageError(`--debounce must be at most 1m, got ${JSON.stringify(flags.debounce)}`);
     const xdsAddress = checkAddress('--xds-address', flags['xds-address']);
     const adminAddress = checkAddress('--admin-address', flags['admin-address']);
 

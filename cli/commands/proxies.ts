@@ -2,7 +2,6 @@
 import { syncStatus, type ProxyRecord } from '../../control/inventory/inventory.ts';
 import { checkAddress, checkOutput, guard, parseFlags } from '../args.ts';
 
-export const summary = 'list connected proxies and what they ACKed or NACKed';
 
 export const help = `Usage: palisade proxies [flags]
 

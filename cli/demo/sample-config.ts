@@ -1,0 +1,83 @@
+/**
+ * The demo's desired state, as YAML files an operator would write: a Mesh, the Service
+ * `echo` (gRPC, one endpoint per demo backend, weighted) and a Route that sends the echo
+ * method to it. The files are written the way editors save (temp file, then rename), so the
+ * control plane's directory watcher sees each edit as one change.
+ */
+import { rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** The Service and Route name, and so the target a proxyless client dials: `xds:///echo`. */
+export const ECHO_SERVICE_NAME = 'echo';
+export const MESH_FILE = 'mesh.yaml';
+export const SERVICE_FILE = 'echo.yaml';
+export const ROUTE_FILE = 'route.yaml';
+
+export interface SampleEndpoint {
+  /** Backend name, written as the endpoint's `backend` label. */
+  name: string;
+  host: string;
+  port: number;
+  weight: number;
+}
+
+export function meshYaml(): string {
+  return `# Mesh-wide settings (used by sidecars, which come later).
+apiVersion: palisade.dev/v1
+kind: Mesh
+metadata:
+  name: mesh
+spec:
+  trustDomain: palisade.local
+`;
+}
+
+export function serviceYaml(endpoints: readonly SampleEndpoint[]): string {
+  return `# The gRPC Service the demo client calls: one endpoint per backend; weights split the traffic.
+apiVersion: palisade.dev/v1
+kind: Service
+metadata:
+  name: ${ECHO_SERVICE_NAME}
+  namespace: default
+spec:
+  protocol: grpc
+  port: 50051
+  endpoints:
+${endpoints.map((e) => `    - { address: ${e.host}, port: ${e.port}, weight: ${e.weight}, labels: { backend: ${e.name} } }`).join('\n')}
+`;
+}
+
+export function routeYaml(): string {
+  return `# Calls to xds:///${ECHO_SERVICE_NAME} for the Echo service go to the Service ${ECHO_SERVICE_NAME}, with a deadline and retries.
+apiVersion: palisade.dev/v1
+kind: Route
+metadata:
+  name: ${ECHO_SERVICE_NAME}
+  namespace: default
+spec:
+  hosts: [${ECHO_SERVICE_NAME}]
+  http:
+    - name: echo-grpc
+      match:
+        - prefix: /palisade.echo.v1.Echo/
+      backends:
+        - service: ${ECHO_SERVICE_NAME}
+          port: 50051
+      timeout: 2s
+      retries:
+        attempts: 2
+        on: [unavailable]
+`;
+}
+
+/** Every sample file, by file name. */
+export function sampleConfig(endpoints: readonly SampleEndpoint[]): Record<string, string> {
+  return { [MESH_FILE]: meshYaml(), [SERVICE_FILE]: serviceYaml(endpoints), [ROUTE_FILE]: routeYaml() };
+}
+
+/** Replaces `dir/file` atomically: write a hidden temp file (not loaded), then rename it over. */
+export async function writeConfigFile(dir: string, file: string, text: string): Promise<void> {
+  const tmp = join(dir, `.${file}.tmp`);
+  await writeFile(tmp, text);
+  await rename(tmp, join(dir, file));
+}

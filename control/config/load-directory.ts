@@ -1,0 +1,122 @@
+/**
+ * Reads a config directory in one pass: every `*.yaml`, `*.yml` and `*.json` below it, in
+ * sorted order, parsed, validated and built into a `DesiredState`.
+ *
+ * Entries whose name starts with '.' are skipped, files and directories alike. That keeps
+ * out editor droppings (`.app.yaml.swp`, Emacs `.#app.yaml` lock links, temp files written
+ * before an atomic rename) and the `..data` / `..2024_…` directories of a Kubernetes
+ * ConfigMap volume, whose visible files are symlinks into them (symlinks are followed).
+ */
+import { readFile, readdir, realpath, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ConfigError, Result } from './config-error.ts';
+import { parseConfig } from './parse.ts';
+import type { Resource } from './schema.ts';
+import { buildState } from './state.ts';
+import type { DesiredState } from './state.ts';
+
+/** File name endings read as configuration (case-insensitive). */
+export const CONFIG_EXTENSIONS: readonly string[] = ['.yaml', '.yml', '.json'];
+
+/**
+ * Loads `dir` into a desired state, or every problem: a missing directory, unreadable
+ * files, malformed or invalid documents, then (only if every document is valid) the rules
+ * between resources. Never throws for I/O; the failure is a `ConfigError` on the file (index 0).
+ * A file that disappears between listing and reading is treated as deleted.
+ */
+export async function loadDirectory(dir: string): Promise<Result<DesiredState, ConfigError[]>> {
+  return (await readConfigDirectory(dir)).result;
+}
+
+/** What one pass over a config directory found. */
+export interface DirectoryRead {
+  /** The state, or every problem (as `loadDirectory`). */
+  result: Result<DesiredState, ConfigError[]>;
+  /** Every directory that was listed, `dir` first: what a watcher has to watch. */
+  directories: string[];
+}
+
+/** `loadDirectory`, also returning the directories it walked. */
+export async function readConfigDirectory(dir: string): Promise<DirectoryRead> {
+  const directories: string[] = [];
+  const result = await load(dir, directories);
+  return { result, directories };
+}
+
+async function load(dir: string, directories: string[]): Promise<Result<DesiredState, ConfigError[]>> {
+  const errors: ConfigError[] = [];
+  const fail = (file: string, message: string) => errors.push({ file, index: 0, path: '', message });
+
+  try {
+    const st = await stat(dir);
+    if (!st.isDirectory()) fail(dir, 'config path is not a directory');
+  } catch (err) {
+    fail(dir, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'config directory does not exist' : `cannot read config directory: ${(err as Error).message}`);
+  }
+  if (errors.length > 0) return { valid: false, errors };
+
+  const files: string[] = [];
+  await walk(dir, '', new Set(), { files, directories }, fail);
+  files.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+
+  const resources: Resource[] = [];
+  for (const rel of files) {
+    const file = join(dir, rel);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') fail(file, `cannot read file: ${(err as Error).message}`);
+      continue;
+    }
+    const parsed = parseConfig(text, file);
+    if (parsed.valid) resources.push(...parsed.result);
+    else errors.push(...parsed.errors);
+  }
+  if (errors.length > 0) return { valid: false, errors };
+  return buildState(resources);
+}
+
+/** True if `name` ends in one of CONFIG_EXTENSIONS. */
+export function isConfigFile(name: string): boolean {
+  const lower = name.toLowerCase();
+  return !name.startsWith('.') && CONFIG_EXTENSIONS.some((ext) => lower.endsWith(ext));
+}
+
+async function walk(
+  root: string,
+  rel: string,
+  visited: Set<string>,
+  out: { files: string[]; directories: string[] },
+  fail: (file: string, message: string) => void,
+): Promise<void> {
+  const abs = rel === '' ? root : join(root, rel);
+  let entries;
+  try {
+    const real = await realpath(abs);
+    if (visited.has(real)) return; // a symlink loop, or a directory linked twice
+    visited.add(real);
+    entries = await readdir(abs, { withFileTypes: true });
+    out.directories.push(abs);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') fail(abs, `cannot read directory: ${(err as Error).message}`);
+    return;
+  }
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue;
+    const childRel = rel === '' ? entry.name : join(rel, entry.name);
+    let isDirectory = entry.isDirectory();
+    let isFile = entry.isFile();
+    if (entry.isSymbolicLink()) {
+      try {
+        const target = await stat(join(root, childRel));
+        isDirectory = target.isDirectory();
+        isFile = target.isFile();
+      } catch {
+        continue; // dangling link: nothing to read
+      }
+    }
+    if (isDirectory) await walk(root, childRel, visited, out, fail);
+    else if (isFile && isConfigFile(entry.name)) out.files.push(childRel);
+  }
+}

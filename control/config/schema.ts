@@ -1,0 +1,128 @@
+/**
+ * The desired-state model: one TypeBox schema per kind gives the validator, the TypeScript
+ * types (`Static<>`) and the JSON Schema (`JSON_SCHEMAS`, for editors and the REST API).
+ * Documents are `{ apiVersion: 'palisade.dev/v1', kind, metadata, spec }`; unknown fields
+ * are rejected so typos surface. Field-level details live in `schema/<kind>.ts`.
+ */
+import type { TObject } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { TypeCheck } from '@sinclair/typebox/compiler';
+import { deepFreeze } from './schema/common.ts';
+import type { Report } from './schema/common.ts';
+import { MeshSchema } from './schema/mesh.ts';
+import type { MeshDocument, MeshResource } from './schema/mesh.ts';
+import { RouteSchema, checkRoute, normalizeRoute } from './schema/route.ts';
+import type { RouteDocument, RouteResource } from './schema/route.ts';
+import { ServiceSchema, checkService } from './schema/service.ts';
+import type { ServiceDocument, ServiceResource } from './schema/service.ts';
+
+export {
+  ADDRESS_PATTERN,
+  API_VERSION,
+  DNS_LABEL_PATTERN,
+  DNS_NAME_PATTERN,
+  DURATION_PATTERN,
+  HEADER_NAME_PATTERN,
+  HOST_PATTERN,
+  LABEL_KEY_PATTERN,
+  LABEL_VALUE_PATTERN,
+  METHOD_PATTERN,
+  MetadataSchema,
+  PATTERN_PHRASES,
+  SCHEMA_ID_BASE,
+  SERVICE_REF_PATTERN,
+  durationProblem,
+  parseDuration,
+} from './schema/common.ts';
+export type { Defaulted, MetadataDocument, Replace, Report, ResourceMetadata, Simplify } from './schema/common.ts';
+export { MTLS_MODES, MeshSchema, MeshSpecSchema } from './schema/mesh.ts';
+export type { MeshDocument, MeshResource, MeshSpec, MeshSpecDocument, MtlsMode, MtlsSettings } from './schema/mesh.ts';
+export { EndpointSchema, PROTOCOLS, ServiceSchema, ServiceSpecSchema, addressProblem, checkService } from './schema/service.ts';
+export type { Endpoint, EndpointDocument, Locality, Protocol, ServiceDocument, ServiceResource, ServiceSpec, ServiceSpecDocument } from './schema/service.ts';
+export {
+  BackendSchema,
+  FaultSchema,
+  HeaderMatchSchema,
+  HttpMatchSchema,
+  HttpRuleSchema,
+  RETRY_CONDITIONS,
+  RetriesSchema,
+  RouteSchema,
+  RouteSpecSchema,
+  checkRoute,
+  normalizeRoute,
+} from './schema/route.ts';
+export type {
+  Backend,
+  BackendDocument,
+  Fault,
+  FaultAbort,
+  FaultDelay,
+  FaultDocument,
+  HeaderMatch,
+  HttpMatch,
+  HttpRule,
+  HttpRuleDocument,
+  Retries,
+  RetryCondition,
+  RouteDocument,
+  RouteResource,
+  RouteSpec,
+  RouteSpecDocument,
+} from './schema/route.ts';
+export { regexProblem } from './schema/regex.ts';
+export type { SourceRef } from './config-error.ts';
+
+/** Every kind, in the order a configuration is usually read (and known kinds are listed). */
+export const KINDS = ['Mesh', 'Service', 'Route'] as const;
+export type Kind = (typeof KINDS)[number];
+
+/** A validated resource with defaults applied and its origin. */
+export type Resource = MeshResource | ServiceResource | RouteResource;
+/** A document as written (defaulted fields optional, no `source`). */
+export type ResourceDocument = MeshDocument | ServiceDocument | RouteDocument;
+
+/** What the validator needs to know about one kind. */
+export interface KindDefinition {
+  readonly kind: Kind;
+  readonly schema: TObject;
+  /** Compiled once at load; `Check` is the fast path, `Errors` is walked only on failure. */
+  readonly compiled: TypeCheck<TObject>;
+  /** Rules beyond the schema, run on a structurally valid document as written. */
+  readonly check: ((doc: never, report: Report) => void) | null;
+  /** Rewrites omissions into explicit values after TypeBox defaults; mutates its argument. */
+  readonly normalize: ((doc: never) => void) | null;
+}
+
+function define(kind: Kind, schema: TObject, check: KindDefinition['check'], normalize: KindDefinition['normalize']): KindDefinition {
+  return Object.freeze({ kind, schema, compiled: TypeCompiler.Compile(schema), check, normalize });
+}
+
+export const KIND_DEFINITIONS: Readonly<Record<Kind, KindDefinition>> = Object.freeze({
+  Mesh: define('Mesh', MeshSchema, null, null),
+  Service: define('Service', ServiceSchema, checkService, null),
+  Route: define('Route', RouteSchema, checkRoute, normalizeRoute),
+});
+
+/** True if `kind` names a known kind. */
+export function isKind(kind: unknown): kind is Kind {
+  return typeof kind === 'string' && Object.hasOwn(KIND_DEFINITIONS, kind);
+}
+
+/** A plain-JSON copy of a TypeBox schema as a draft 2020-12 document (TypeBox's symbol keys dropped). */
+function toJsonSchema(schema: TObject): Record<string, unknown> {
+  const json = JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
+  return deepFreeze({ $schema: 'https://json-schema.org/draft/2020-12/schema', ...json });
+}
+
+/**
+ * The JSON Schema (draft 2020-12) of each kind, `$id` `https://palisade.dev/schemas/v1/<kind>.json`.
+ * Cross-field rules (at most one path matcher, exactly one abort status) appear as `not`/`oneOf`;
+ * rules no JSON Schema can state (RE2-compatible regexes, positive durations, references between
+ * resources) are only enforced by `parseConfig` and `buildState`.
+ */
+export const JSON_SCHEMAS: Readonly<Record<Kind, Readonly<Record<string, unknown>>>> = Object.freeze({
+  Mesh: toJsonSchema(MeshSchema),
+  Service: toJsonSchema(ServiceSchema),
+  Route: toJsonSchema(RouteSchema),
+});

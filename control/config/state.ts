@@ -1,0 +1,158 @@
+/**
+ * The desired state: every validated resource, indexed, and consistent as a whole, as
+ * go-control-plane checks a snapshot before publishing it. `buildState` is where rules
+ * between resources live: unique names, a single Mesh, Route backends that point at
+ * existing Services on their port, and each host served by one Route.
+ */
+import type { ConfigError, Result, SourceRef } from './config-error.ts';
+import { pointer } from './config-error.ts';
+import type { Backend, BackendDocument, MeshResource, Resource, RouteResource, ServiceResource } from './schema.ts';
+
+/**
+ * A consistent set of resources. Maps are keyed by `namespace/name` (see `serviceKey`) and
+ * iterate in key order; resources are deep-frozen. The translator reads this and nothing else.
+ */
+export interface DesiredState {
+  mesh: MeshResource | null;
+  services: Map<string, ServiceResource>;
+  routes: Map<string, RouteResource>;
+}
+
+/** The key of a namespaced resource in `DesiredState` maps: `namespace/name`. */
+export function serviceKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+/** The `DesiredState` key of a resource. */
+export function resourceKey(resource: Resource): string {
+  return serviceKey(resource.metadata.namespace, resource.metadata.name);
+}
+
+/**
+ * The key of the Service a backend names: `service` is `name` (in the Route's namespace) or
+ * `name.namespace`. Does not check that the Service exists; `buildState` does.
+ */
+export function resolveBackend(route: RouteResource, backend: Backend | BackendDocument): string {
+  const dot = backend.service.indexOf('.');
+  return dot === -1
+    ? serviceKey(route.metadata.namespace, backend.service)
+    : serviceKey(backend.service.slice(dot + 1), backend.service.slice(0, dot));
+}
+
+/** A state with nothing in it. */
+export function emptyState(): DesiredState {
+  return { mesh: null, services: new Map(), routes: new Map() };
+}
+
+/**
+ * Indexes `resources` and checks them against each other. Errors name both places when two
+ * resources collide (the error sits at the later one, the message names the earlier one)
+ * and sit at the exact field of a dangling reference.
+ */
+export function buildState(resources: readonly Resource[]): Result<DesiredState, ConfigError[]> {
+  const errors: ConfigError[] = [];
+  const report = (source: SourceRef, path: string, message: string) => errors.push({ file: source.file, index: source.index, path, message });
+
+  let mesh: MeshResource | null = null;
+  const services = new Map<string, ServiceResource>();
+  const routes = new Map<string, RouteResource>();
+
+  for (const r of resources) {
+    const key = resourceKey(r);
+    switch (r.kind) {
+      case 'Mesh':
+        if (mesh === null) mesh = r;
+        else if (resourceKey(mesh) === key) report(r.source, '/metadata/name', `duplicate Mesh ${JSON.stringify(key)}: also defined at ${at(mesh.source)}`);
+        else report(r.source, '', `only one Mesh is allowed: Mesh ${JSON.stringify(resourceKey(mesh))} is already defined at ${at(mesh.source)}`);
+        break;
+      case 'Service':
+        addUnique(services, key, r, report);
+        break;
+      case 'Route':
+        addUnique(routes, key, r, report);
+        break;
+    }
+  }
+
+  const hostOwners = new Map<string, RouteResource>();
+  for (const route of routes.values()) {
+    route.spec.hosts.forEach((host, h) => {
+      const owner = hostOwners.get(host);
+      if (owner === undefined) hostOwners.set(host, route);
+      else report(route.source, pointer('spec', 'hosts', h), `host ${JSON.stringify(host)} is already claimed by Route ${JSON.stringify(resourceKey(owner))} at ${at(owner.source)}`);
+    });
+    route.spec.http.forEach((rule, r) => {
+      rule.backends.forEach((backend, b) => {
+        const target = services.get(resolveBackend(route, backend));
+        if (target === undefined) {
+          const [namespace, name] = resolveBackend(route, backend).split('/');
+          report(route.source, pointer('spec', 'http', r, 'backends', b, 'service'), `Service ${JSON.stringify(name)} not found in namespace ${JSON.stringify(namespace)}`);
+        } else if (backend.port !== undefined && backend.port !== target.spec.port) {
+          report(
+            route.source,
+            pointer('spec', 'http', r, 'backends', b, 'port'),
+            `port ${backend.port} does not match Service ${JSON.stringify(resourceKey(target))} port ${target.spec.port}`,
+          );
+        }
+      });
+    });
+  }
+
+  if (errors.length > 0) return { valid: false, errors: errors.sort(bySource) };
+  return { valid: true, result: { mesh, services: sortByKey(services), routes: sortByKey(routes) } };
+}
+
+/**
+ * A canonical JSON text of the state's content: keys sorted at every level, resources in key
+ * order, `source` left out (moving a document to another file changes nothing). Two states
+ * with equal text translate to the same xDS resources.
+ */
+export function canonicalState(state: DesiredState): string {
+  const strip = (r: Resource) => {
+    const { source: _source, ...rest } = r;
+    return rest;
+  };
+  return canonicalJson({
+    mesh: state.mesh === null ? null : strip(state.mesh),
+    services: sortedValues(state.services).map(strip),
+    routes: sortedValues(state.routes).map(strip),
+  });
+}
+
+/** JSON with object keys sorted at every level. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+    const sorted: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort()) sorted[k] = (v as Record<string, unknown>)[k];
+    return sorted;
+  });
+}
+
+function addUnique<R extends ServiceResource | RouteResource>(
+  map: Map<string, R>,
+  key: string,
+  resource: R,
+  report: (source: SourceRef, path: string, message: string) => void,
+): void {
+  const existing = map.get(key);
+  if (existing === undefined) map.set(key, resource);
+  else report(resource.source, '/metadata/name', `duplicate ${resource.kind} ${JSON.stringify(key)}: also defined at ${at(existing.source)}`);
+}
+
+function at(source: SourceRef): string {
+  return `${source.file}#${source.index}`;
+}
+
+function sortedValues<V>(map: Map<string, V>): V[] {
+  return [...map.keys()].sort().map((k) => map.get(k) as V);
+}
+
+function sortByKey<V>(map: Map<string, V>): Map<string, V> {
+  return new Map([...map.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function bySource(a: ConfigError, b: ConfigError): number {
+  if (a.file !== b.file) return a.file < b.file ? -1 : 1;
+  return a.index - b.index;
+}
