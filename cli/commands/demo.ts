@@ -38,10 +38,10 @@ Flags:
   --admin-address HOST:PORT
                           admin HTTP listen address; likewise           (default ${DEFAULTS.adminAddress})
   --calls N               calls per measured split, 1..${MAX_CALLS}            (default ${DEFAULTS.calls})
-  --config DIR            use this configuration directory as is (it needs a Service
-                          echo, protocol grpc, whose endpoints serve
-                          /palisade.echo.v1.Echo/Echo); no backends are started and
-                          the weight edit is skipped           (default: a sample in a temp dir)
+  --config DIR            use this configuration directory as is instead of the sample:
+                          it needs a Service echo (protocol grpc) whose endpoints serve
+                          /palisade.echo.v1.Echo/Echo; no backends are started and the
+                          weight edit is skipped
   -h, --help              this help
 
 The control plane logs warnings and errors as JSON lines on stderr.

@@ -71,7 +71,7 @@ export class DemoClient {
       try {
         reply = await this.call();
       } catch (err) {
-        throw new Error(`call ${i} of ${n} failed: ${(err as Error).message}`, { cause: err });
+        throw new Error(`call ${i} of ${n} failed: ${describeCallError(err)}`, { cause: err });
       }
       counts.set(reply, (counts.get(reply) ?? 0) + 1);
     }
@@ -81,4 +81,10 @@ export class DemoClient {
   close(): void {
     this.#client.close();
   }
+}
+
+/** A failed call's message, trimmed of grpc-js's empty "Resolution note:", with a hint when no backend answers. */
+export function describeCallError(err: unknown): string {
+  const message = (err as Error).message.replace(/\.?\s*Resolution note:\s*$/, '');
+  return /ECONNREFUSED/.test(message) ? `${message} (is something serving the endpoints of the Service?)` : message;
 }

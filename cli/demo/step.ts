@@ -66,7 +66,7 @@ async function bounded(step: DemoStep, ctx: DemoContext, signal: AbortSignal): P
   const timeoutMs = typeof step.timeoutMs === 'function' ? step.timeoutMs(ctx) : step.timeoutMs;
   const own = new AbortController();
   let timer: NodeJS.Timeout | undefined;
-  const onAbort = () => own.abort(new Error('interrupted'));
+  const onAbort = () => own.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
   const stopped = new Promise<never>((_, reject) => {
     timer = setTimeout(() => own.abort(new Error(`timed out after ${timeoutMs / 1000} s`)), timeoutMs);

@@ -1,5 +1,5 @@
 /** A proxyless gRPC client (grpc-js + grpc-js-xds) that finds the echo backends through the control plane. */
-import { DemoClient } from '../grpc-client.ts';
+import { DemoClient, describeCallError } from '../grpc-client.ts';
 import { ECHO_SERVICE_NAME } from '../sample-config.ts';
 import type { DemoStep } from '../step.ts';
 import { sleep } from '../wait.ts';
@@ -17,7 +17,7 @@ export const resolveClient: DemoStep = {
     ctx.defer('gRPC client', () => client.close());
     ctx.client = client;
     const started = performance.now();
-    let lastError: Error | undefined;
+    let lastError: unknown;
     for (;;) {
       try {
         const reply = await client.call();
@@ -26,10 +26,10 @@ export const resolveClient: DemoStep = {
           `first reply, from backend "${reply}", after ${Math.round(performance.now() - started)} ms; no proxy in the path`,
         ];
       } catch (err) {
-        lastError = err as Error;
+        lastError = err;
       }
       if (performance.now() - started > FIRST_REPLY_WITHIN_MS) {
-        throw new Error(`no reply within ${FIRST_REPLY_WITHIN_MS / 1000} s; last error: ${lastError.message}`);
+        throw new Error(`no reply within ${FIRST_REPLY_WITHIN_MS / 1000} s; last error: ${describeCallError(lastError)}`);
       }
       await sleep(250, undefined, { signal });
     }

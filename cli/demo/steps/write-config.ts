@@ -11,6 +11,7 @@ export const writeConfig: DemoStep = {
   timeoutMs: 5000,
   skip: (ctx) => (ctx.options.configDir !== null ? `--config given: using ${ctx.options.configDir} as is` : null),
   async run(ctx) {
+    if (ctx.backends.length === 0) throw new Error('no echo backends: the step that starts them did not run');
     const dir = await mkdtemp(join(tmpdir(), 'palisade-demo-'));
     ctx.defer('sample config directory', () => rm(dir, { recursive: true, force: true }));
     const endpoints = ctx.backends.map((b, i) => ({ name: b.name, host: b.host, port: b.port, weight: SAMPLE_BACKENDS[i]!.weight }));
