@@ -74,8 +74,8 @@ export class Snapshot {
    * The SotW response body for a subscription: every resource of the type (names = null,
    * wildcard) or the named ones that exist. Memoized per (type, names).
    */
-  sotw(typeUrl: string, names: ReadonlySet<string> | null): SotwBody {
-    const key = names === null ? `${typeUrl}\n*` : `${typeUrl}\n${[...names].sort().join('\n')}`;
+  sotw(typeUrl: string, names: ReadonlySet<string> | null, namesKey: string = subscriptionKey(names)): SotwBody {
+    const key = `${typeUrl}\n${namesKey}`;
     let memo = this.#sotwMemo.get(key);
     if (memo) return memo;
     const all = this.resources(typeUrl);
@@ -94,6 +94,11 @@ export class Snapshot {
     this.#sotwMemo.set(key, memo);
     return memo;
   }
+}
+
+/** A canonical key for a subscription: '*' for wildcard, else the sorted names. */
+export function subscriptionKey(names: ReadonlySet<string> | null): string {
+  return names === null ? '*' : [...names].sort().join('\n');
 }
 
 function hashPairs(resources: Iterable<CachedResource>): string {

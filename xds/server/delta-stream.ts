@@ -35,7 +35,8 @@ interface TypeState {
 }
 
 export class DeltaStream extends StreamBase<DeltaDiscoveryRequest, Uint8Array> {
-  readonly #types = new Map<string, TypeState>();
+  /** Kept in push order (CDS → EDS → LDS → RDS) so a push iterates it as is. */
+  #types = new Map<string, TypeState>();
 
   constructor(call: ServerDuplexStream<DeltaDiscoveryRequest, Uint8Array>, deps: StreamDeps) {
     super(call, deps, 'delta');
@@ -56,6 +57,7 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryRequest, Uint8Array> {
     if (!ts) {
       ts = { wildcard: false, names: new Set(), held: new Map(), outstanding: new Map() };
       this.#types.set(req.typeUrl, ts);
+      this.#types = new Map([...this.#types].sort(([a], [b]) => pushOrder(a, b)));
       if (type.fullState && req.resourceNamesSubscribe.length === 0) ts.wildcard = true;
       for (const [name, version] of Object.entries(req.initialResourceVersions)) ts.held.set(name, version);
     }
@@ -87,7 +89,7 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryRequest, Uint8Array> {
   }
 
   protected onSnapshot(snapshot: Snapshot): void {
-    for (const typeUrl of [...this.#types.keys()].sort(pushOrder)) this.#maybeSend(typeUrl, this.#types.get(typeUrl)!, snapshot);
+    for (const [typeUrl, ts] of this.#types) this.#maybeSend(typeUrl, ts, snapshot);
   }
 
   #maybeSend(typeUrl: string, ts: TypeState, snap: Snapshot): void {

@@ -17,7 +17,7 @@
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import type { CachedResource } from '../cache/cached-resource.ts';
-import type { Snapshot } from '../cache/snapshot.ts';
+import { subscriptionKey, type Snapshot } from '../cache/snapshot.ts';
 import { encodeSotwBody, withNonce } from '../cache/response-bytes.ts';
 import { findResourceType, pushOrder } from '../resources/registry.ts';
 import { CLUSTER_TYPE_URL } from '../resources/type-urls.ts';
@@ -26,6 +26,8 @@ import { StreamBase, type StreamDeps } from './stream-base.ts';
 interface TypeState {
   /** null = wildcard. */
   names: Set<string> | null;
+  /** subscriptionKey(names), kept in step with names so pushes need not rebuild it. */
+  namesKey: string;
   /** Legacy wildcard (first request had no names); stays while requests keep no names. */
   legacyWildcard: boolean;
   sentVersion: string | undefined;
@@ -42,7 +44,8 @@ interface TypeState {
 const WILDCARD = '*';
 
 export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
-  readonly #types = new Map<string, TypeState>();
+  /** Kept in push order (CDS → EDS → LDS → RDS) so a push iterates it as is. */
+  #types = new Map<string, TypeState>();
 
   constructor(call: ServerDuplexStream<DiscoveryRequest, Uint8Array>, deps: StreamDeps) {
     super(call, deps, 'sotw');
@@ -63,10 +66,11 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
     const first = ts === undefined;
     if (!ts) {
       ts = {
-        names: null, legacyWildcard: false, sentVersion: undefined, sentNonce: undefined, sentNamesKey: undefined,
+        names: null, namesKey: '*', legacyWildcard: false, sentVersion: undefined, sentNonce: undefined, sentNamesKey: undefined,
         inFlight: false, nackedVersion: undefined, lingering: undefined, lastSentResources: undefined,
       };
       this.#types.set(req.typeUrl, ts);
+      this.#types = new Map([...this.#types].sort(([a], [b]) => pushOrder(a, b)));
     }
     this.#updateSubscription(ts, req.resourceNames, first, type.fullState);
 
@@ -88,24 +92,25 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
   }
 
   protected onSnapshot(snapshot: Snapshot): void {
-    for (const typeUrl of [...this.#types.keys()].sort(pushOrder)) this.#maybeSend(typeUrl, this.#types.get(typeUrl)!, snapshot);
+    for (const [typeUrl, ts] of this.#types) this.#maybeSend(typeUrl, ts, snapshot);
   }
 
   #updateSubscription(ts: TypeState, names: readonly string[], first: boolean, fullState: boolean): void {
     if (names.length === 0) {
       if (first && fullState) ts.legacyWildcard = true;
       ts.names = ts.legacyWildcard ? null : new Set();
-      return;
+    } else {
+      ts.legacyWildcard = false;
+      ts.names = names.includes(WILDCARD) ? null : new Set(names);
     }
-    ts.legacyWildcard = false;
-    ts.names = names.includes(WILDCARD) ? null : new Set(names);
+    ts.namesKey = subscriptionKey(ts.names);
   }
 
   #maybeSend(typeUrl: string, ts: TypeState, snap: Snapshot): void {
     if (ts.names !== null && ts.names.size === 0) return;
     const type = findResourceType(typeUrl)!;
-    const namesKey = ts.names === null ? WILDCARD : [...ts.names].sort().join('\n');
-    const sotw = snap.sotw(typeUrl, ts.names);
+    const namesKey = ts.namesKey;
+    const sotw = snap.sotw(typeUrl, ts.names, namesKey);
     const count = sotw.count;
     let { version, body } = sotw;
     // For RDS/EDS/SDS an absent resource means "not sent", not "deleted": an empty
@@ -153,7 +158,7 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
       if (pushOrder(typeUrl, CLUSTER_TYPE_URL) <= 0) continue;
       if (ts.names !== null && ts.names.size === 0) continue;
       if (ts.inFlight) return false;
-      const want = snap.sotw(typeUrl, ts.names);
+      const want = snap.sotw(typeUrl, ts.names, ts.namesKey);
       if (ts.sentVersion !== want.version && ts.nackedVersion !== want.version) return false;
     }
     return true;
