@@ -127,11 +127,17 @@ export class ControlPlane {
       return false;
     }
     this.#state = state;
-    for (const [group, snap] of built) this.cache.setSnapshot(group, snap);
+    let changed = 0;
+    for (const [group, snap] of built) {
+      // Unaffected groups keep their snapshot: their streams are not even woken.
+      if (this.cache.getSnapshot(group)?.sameContent(snap)) continue;
+      this.cache.setSnapshot(group, snap);
+      changed++;
+    }
     this.status.appliedAt = new Date().toISOString();
     this.status.lastRejection = null;
     this.status.publishes++;
-    this.#log.info({ groups: groups.length }, 'configuration applied');
+    this.#log.info({ groups: groups.length, changed }, 'configuration applied');
     return true;
   }
 

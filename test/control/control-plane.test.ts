@@ -75,3 +75,31 @@ describe('control plane with bad input', () => {
     }
   });
 });
+
+describe('control plane publishing', () => {
+  it('wakes only the node groups whose resources changed', async () => {
+    const mesh = (td: string) => `apiVersion: palisade.dev/v1\nkind: Mesh\nmetadata: { name: mesh }\nspec: { trustDomain: ${td} }\n`;
+    await tcp.write('mesh.yaml', mesh('one.example'));
+    await waitFor(() => tcp.cp.state?.mesh?.spec.trustDomain === 'one.example', 'the mesh');
+    const sidecar = new RawSotwStream(tcp.address);
+    try {
+      sidecar.send({ node: testNode('sidecar-1', 'test', 'palisade-sidecar'), typeUrl: 'type.googleapis.com/palisade.v1.MeshConfig' });
+      const first = await sidecar.next();
+      expect(first.resources).toHaveLength(1);
+      sidecar.ack(first);
+      const envoySnap = tcp.cp.cache.getSnapshot('envoy/default');
+      const sidecarSnap = tcp.cp.cache.getSnapshot('sidecar/default');
+      expect(envoySnap).toBeDefined();
+
+      // Only sidecars receive the Mesh: Envoy's group keeps its snapshot and its stream stays silent.
+      await tcp.write('mesh.yaml', mesh('two.example'));
+      const next = await sidecar.next();
+      expect(next.versionInfo).not.toBe(first.versionInfo);
+      expect(tcp.cp.cache.getSnapshot('envoy/default')).toBe(envoySnap);
+      expect(tcp.cp.cache.getSnapshot('sidecar/default')).not.toBe(sidecarSnap);
+      expect(await stream.silentFor(200)).toBe(true);
+    } finally {
+      sidecar.close();
+    }
+  });
+});

@@ -52,6 +52,14 @@ export class Snapshot {
     return new Snapshot(byType);
   }
 
+  /** True when both hold the same resources at the same versions (so no stream needs a push). */
+  sameContent(other: Snapshot): boolean {
+    const mine = this.typeUrls().filter((t) => this.resources(t).size > 0).sort();
+    const theirs = other.typeUrls().filter((t) => other.resources(t).size > 0).sort();
+    if (mine.join('\n') !== theirs.join('\n')) return false;
+    return mine.every((t) => this.version(t) === other.version(t));
+  }
+
   typeUrls(): string[] {
     return [...this.#byType.keys()];
   }
