@@ -16,10 +16,19 @@ export function encodeSotwBody(typeUrl: string, version: string, resources: read
   return w.finish();
 }
 
-/** Appends nonce (field 5) to a SotW body. */
+/**
+ * Appends nonce (field 5) to a SotW body in one allocation. Runs once per stream per push,
+ * so no BinaryWriter: nonces are short ASCII (base-36 counters), one length byte suffices.
+ */
 export function withNonce(body: Uint8Array, nonce: string): Buffer {
-  const tail = new BinaryWriter().tag(5, WireType.LengthDelimited).string(nonce).finish();
-  return Buffer.concat([body, tail]);
+  if (nonce.length > 127) throw new RangeError(`nonce too long: ${nonce.length} characters`);
+  const out = Buffer.allocUnsafe(body.length + 2 + nonce.length);
+  out.set(body, 0);
+  let at = body.length;
+  out[at++] = (5 << 3) | 2; // field 5, length-delimited
+  out[at++] = nonce.length;
+  out.write(nonce, at, 'latin1');
+  return out;
 }
 
 /**

@@ -24,7 +24,8 @@ const MEMO_LIMIT = 256;
 export class Snapshot {
   readonly #byType: Map<string, Map<string, CachedResource>>;
   readonly #typeVersions = new Map<string, string>();
-  readonly #sotwMemo = new Map<string, SotwBody>();
+  /** type URL → subscription key → body. Keys are the streams' own stable strings. */
+  readonly #sotwMemo = new Map<string, Map<string, SotwBody>>();
 
   constructor(byType: Map<string, Map<string, CachedResource>>) {
     this.#byType = byType;
@@ -83,8 +84,9 @@ export class Snapshot {
    * wildcard) or the named ones that exist. Memoized per (type, names).
    */
   sotw(typeUrl: string, names: ReadonlySet<string> | null, namesKey: string = subscriptionKey(names)): SotwBody {
-    const key = `${typeUrl}\n${namesKey}`;
-    let memo = this.#sotwMemo.get(key);
+    let byNames = this.#sotwMemo.get(typeUrl);
+    if (!byNames) this.#sotwMemo.set(typeUrl, (byNames = new Map()));
+    let memo = byNames.get(namesKey);
     if (memo) return memo;
     const all = this.resources(typeUrl);
     let picked: CachedResource[];
@@ -98,8 +100,8 @@ export class Snapshot {
     }
     const version = names === null ? this.version(typeUrl) : hashPairs(picked);
     memo = { version, body: encodeSotwBody(typeUrl, version, picked), count: picked.length };
-    if (this.#sotwMemo.size >= MEMO_LIMIT) this.#sotwMemo.clear();
-    this.#sotwMemo.set(key, memo);
+    if (byNames.size >= MEMO_LIMIT) byNames.clear();
+    byNames.set(namesKey, memo);
     return memo;
   }
 }

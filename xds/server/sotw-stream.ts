@@ -96,6 +96,8 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
   }
 
   #updateSubscription(ts: TypeState, names: readonly string[], first: boolean, fullState: boolean): void {
+    // Most requests are ACKs repeating the subscription: keep it (and its key) as is.
+    if (ts.names !== null && names.length > 0 && names.length === ts.names.size && names.every((n) => ts.names!.has(n))) return;
     if (names.length === 0) {
       if (first && fullState) ts.legacyWildcard = true;
       ts.names = ts.legacyWildcard ? null : new Set();
