@@ -86,6 +86,15 @@ abstract class RawStream<Req, Res> {
     }
   }
 
+  /** Stops reading from the stream (flow control then holds the server back). */
+  pause(): void {
+    this.call.pause();
+  }
+
+  resume(): void {
+    this.call.resume();
+  }
+
   close(): void {
     this.call.cancel();
     this.#client.close();

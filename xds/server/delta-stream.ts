@@ -93,6 +93,7 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryRequest, Uint8Array> {
   }
 
   #maybeSend(typeUrl: string, ts: TypeState, snap: Snapshot): void {
+    if (this.backedUp) return;
     const all = snap.resources(typeUrl);
     const send: CachedResource[] = [];
     const removed: string[] = [];

@@ -109,6 +109,7 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
   }
 
   #maybeSend(typeUrl: string, ts: TypeState, snap: Snapshot): void {
+    if (this.backedUp) return;
     if (ts.names !== null && ts.names.size === 0) return;
     const type = findResourceType(typeUrl)!;
     const namesKey = ts.namesKey;

@@ -49,6 +49,18 @@ export abstract class StreamBase<Req, Res> {
     });
     call.on('error', (err: Error) => this.close(`stream error: ${err.message}`));
     call.on('close', () => this.close('connection closed'));
+    // A proxy that stops reading fills its flow-control window; pushes then stop (see
+    // backedUp) and the latest state goes out once it drains: a slow proxy costs at most a
+    // few buffered responses, never an unbounded queue of stale ones.
+    call.on('drain', () => {
+      const latest = this.snapshot();
+      if (latest && !this.#closed) this.onSnapshot(latest);
+    });
+  }
+
+  /** True while the client is not keeping up: responses are held back until 'drain'. */
+  protected get backedUp(): boolean {
+    return this.call.writableNeedDrain;
   }
 
   protected abstract onRequest(req: Req): void;
