@@ -46,7 +46,7 @@ export const startControlPlane: DemoStep = {
       `curl ${url}/api/v1/proxies      connected proxies, what each ACKed or NACKed`,
       `curl ${url}/api/v1/snapshots    xDS resources per node group, with versions`,
       `curl ${url}/api/v1/state        last applied and last refused configuration`,
-      `palisade proxies --admin-address ${adminBound}`,
+      `npx palisade proxies --admin-address ${adminBound}`,
       `config: ${dir}  (watched: save a change and it is pushed at once)`,
     );
     return [
