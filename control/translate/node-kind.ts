@@ -53,6 +53,7 @@ export function groupKey(target: NodeTarget): string {
 }
 
 export function parseGroupKey(group: string): NodeTarget {
-  const [kind, namespace] = group.split('/') as [ClientKind, string];
-  return { kind, namespace };
+  // The kind never holds '/'; the namespace comes from the client and might.
+  const i = group.indexOf('/');
+  return { kind: group.slice(0, i) as ClientKind, namespace: group.slice(i + 1) };
 }
