@@ -19,8 +19,11 @@ import type { ResourceSource } from './config/source.ts';
 import type { DesiredState } from './config/state.ts';
 import { InvalidTranslationError } from './errors.ts';
 import { Inventory } from './inventory/inventory.ts';
+import { EndpointRegistry, parseRegistration } from './registry/endpoint-registry.ts';
+import { withRegisteredEndpoints } from './registry/merge.ts';
+import type { StreamInfo } from '../xds/server/callbacks.ts';
 import type { Logger } from './log.ts';
-import { groupKey, nodeTarget, parseGroupKey } from './translate/node-kind.ts';
+import { clientKind, groupKey, nodeTarget, parseGroupKey } from './translate/node-kind.ts';
 import { translate } from './translate/translator.ts';
 
 export interface ControlPlaneOptions {
@@ -28,6 +31,8 @@ export interface ControlPlaneOptions {
   /** host:port for ADS; port 0 picks one. */
   xdsAddress: string;
   logger: Logger;
+  /** How long a disconnected or unready sidecar stays an endpoint of its Service, ms. Default 10 000. */
+  endpointGraceMs?: number;
 }
 
 export interface StateStatus {
@@ -42,11 +47,16 @@ export interface StateStatus {
 export class ControlPlane {
   readonly cache = new SnapshotCache();
   readonly inventory = new Inventory();
+  readonly registry: EndpointRegistry;
   readonly #source: ResourceSource;
   readonly #log: Logger;
   readonly #xdsAddress: string;
   readonly #ads: AdsServer;
+  /** The state from the source, before sidecar-registered endpoints are merged in. */
+  #base: DesiredState | undefined;
+  /** What is being served: #base plus registered endpoints. */
   #state: DesiredState | undefined;
+  #registryApply: NodeJS.Immediate | undefined;
   #xdsPort = 0;
   readonly status: StateStatus = { appliedAt: null, lastRejection: null, publishes: 0, rejections: 0 };
 
@@ -56,6 +66,19 @@ export class ControlPlane {
     this.#xdsAddress = options.xdsAddress;
     const inventory = this.inventory;
     const log = this.#log;
+    this.registry = new EndpointRegistry({
+      graceMs: options.endpointGraceMs ?? 10_000,
+      onChange: () => this.#scheduleRegistryApply(),
+    });
+    const register = (info: StreamInfo) => {
+      if (!info.node || clientKind(info.node) !== 'sidecar') return;
+      const r = parseRegistration(info.node);
+      if (!r.valid) {
+        log.warn({ stream: info.id, node: info.node.id, errors: r.errors }, 'sidecar registration refused');
+        return;
+      }
+      if (r.result) this.registry.update(info.id, r.result);
+    };
     this.#ads = new AdsServer({
       cache: this.cache,
       nodeGroup: (node: Node) => groupKey(nodeTarget(node)),
@@ -63,10 +86,13 @@ export class ControlPlane {
       callbacks: {
         onStreamNode: (info) => {
           inventory.onStreamNode(info);
+          register(info);
           log.info({ stream: info.id, node: info.node?.id, group: info.group, protocol: info.protocol }, 'proxy connected');
         },
+        onStreamNodeUpdate: (info) => register(info),
         onStreamClosed: (info, reason) => {
           inventory.onStreamClosed(info);
+          if (info.node) this.registry.remove(info.id, info.node.id);
           if (info.node) log.info({ stream: info.id, node: info.node.id, reason }, 'proxy disconnected');
         },
         onResponse: (info, typeUrl, version, nonce) => inventory.onResponse(info, typeUrl, version, nonce),
@@ -86,6 +112,7 @@ export class ControlPlane {
     const first = this.#source.current();
     const problems = this.#check(first);
     if (problems.length > 0) throw new InvalidTranslationError(problems);
+    this.#base = first;
     this.#state = first;
     this.status.appliedAt = new Date().toISOString();
     this.#source.on('update', (state) => this.apply(state));
@@ -112,8 +139,12 @@ export class ControlPlane {
     return this.#ads.streamCount;
   }
 
-  /** Translates a new state for every known group and publishes it, or refuses it whole. */
-  apply(state: DesiredState): boolean {
+  /**
+   * Translates a new state (plus the endpoints sidecars registered) for every known group
+   * and publishes it, or refuses it whole.
+   */
+  apply(base: DesiredState): boolean {
+    const state = withRegisteredEndpoints(base, this.registry.endpoints());
     const groups = this.cache.groups();
     const built = new Map<string, Snapshot>();
     const problems: string[] = [];
@@ -126,6 +157,7 @@ export class ControlPlane {
       this.#reject(problems);
       return false;
     }
+    this.#base = base;
     this.#state = state;
     let changed = 0;
     for (const [group, snap] of built) {
@@ -139,6 +171,15 @@ export class ControlPlane {
     this.status.publishes++;
     this.#log.info({ groups: groups.length, changed }, 'configuration applied');
     return true;
+  }
+
+  /** Many sidecars (dis)connecting at once make one rebuild, not one each. */
+  #scheduleRegistryApply(): void {
+    if (this.#registryApply || !this.#base) return;
+    this.#registryApply = setImmediate(() => {
+      this.#registryApply = undefined;
+      if (this.#base) this.apply(this.#base);
+    });
   }
 
   #reject(errors: string[]): void {
@@ -184,6 +225,8 @@ export class ControlPlane {
   }
 
   async close(): Promise<void> {
+    if (this.#registryApply) clearImmediate(this.#registryApply);
+    this.registry.close();
     await this.#ads.close();
     await this.#source.close();
   }

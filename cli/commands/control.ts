@@ -13,6 +13,7 @@ export const DEFAULTS = Object.freeze({
   xdsAddress: '127.0.0.1:18000',
   adminAddress: '127.0.0.1:18001',
   debounce: '100ms',
+  endpointGrace: '10s',
   logLevel: 'info' as LogLevel,
 });
 
@@ -32,6 +33,9 @@ Flags:
                           /api/v1/state); keep it on loopback              (default ${DEFAULTS.adminAddress})
   --debounce DURATION     quiet time after a file change before reloading,
                           e.g. 50ms, 1s; 0 reloads at once                (default ${DEFAULTS.debounce})
+  --endpoint-grace DURATION
+                          how long a sidecar that disconnected or reported not
+                          ready stays an endpoint of its Service             (default ${DEFAULTS.endpointGrace})
   --log-level LEVEL       ${LOG_LEVELS.join('|')}  (default ${DEFAULTS.logLevel})
   -h, --help              this help
 
@@ -45,6 +49,7 @@ export function run(argv: string[]): Promise<number> {
       'xds-address': { type: 'string', default: DEFAULTS.xdsAddress },
       'admin-address': { type: 'string', default: DEFAULTS.adminAddress },
       debounce: { type: 'string', default: DEFAULTS.debounce },
+      'endpoint-grace': { type: 'string', default: DEFAULTS.endpointGrace },
       'log-level': { type: 'string', default: DEFAULTS.logLevel },
     });
     const level = flags['log-level'] as LogLevel;
@@ -56,12 +61,18 @@ export function run(argv: string[]): Promise<number> {
       throw new UsageError(`--debounce must be a duration like 100ms or 1s, got ${JSON.stringify(flags.debounce)}`);
     }
     if (debounceMs > 60_000) throw new UsageError(`--debounce must be at most 1m, got ${JSON.stringify(flags.debounce)}`);
+    let endpointGraceMs: number;
+    try {
+      endpointGraceMs = flags['endpoint-grace'] === '0' ? 0 : Math.round(parseDuration(flags['endpoint-grace']));
+    } catch {
+      throw new UsageError(`--endpoint-grace must be a duration like 10s or 500ms, got ${JSON.stringify(flags['endpoint-grace'])}`);
+    }
     const xdsAddress = checkAddress('--xds-address', flags['xds-address']);
     const adminAddress = checkAddress('--admin-address', flags['admin-address']);
 
     const logger = createLogger(level);
     const source = new DirectorySource({ dir: resolve(flags.config), debounceMs });
-    const cp = new ControlPlane({ source, xdsAddress, logger });
+    const cp = new ControlPlane({ source, xdsAddress, logger, endpointGraceMs });
     const admin = new AdminServer(cp);
     await cp.start();
     const adminBound = await admin.listen(adminAddress);

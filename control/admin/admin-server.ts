@@ -6,6 +6,7 @@
  *   GET /api/v1/proxies     every connected proxy and its per-type sync status
  *   GET /api/v1/snapshots   per node group: each type's version and resource names
  *   GET /api/v1/state       last applied / last refused configuration
+ *   GET /api/v1/endpoints   endpoints registered by sidecars, serving or in their grace period
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -55,6 +56,8 @@ export class AdminServer {
         return;
       case '/api/v1/proxies':
         return send(res, 200, { proxies: this.#cp.inventory.list() });
+      case '/api/v1/endpoints':
+        return send(res, 200, { endpoints: this.#cp.registry.list() });
       case '/api/v1/snapshots':
         return send(res, 200, { groups: this.#snapshots() });
       case '/api/v1/state':
@@ -67,7 +70,7 @@ export class AdminServer {
           } : null,
         });
       default:
-        return send(res, 404, { error: `no such path ${url.pathname}`, paths: ['/ready', '/api/v1/proxies', '/api/v1/snapshots', '/api/v1/state'] });
+        return send(res, 404, { error: `no such path ${url.pathname}`, paths: ['/ready', '/api/v1/proxies', '/api/v1/snapshots', '/api/v1/state', '/api/v1/endpoints'] });
     }
   }
 

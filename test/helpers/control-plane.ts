@@ -15,7 +15,7 @@ export interface TestControlPlane {
   close(): Promise<void>;
 }
 
-export async function startControlPlane(files: Record<string, string>, debounceMs = 20): Promise<TestControlPlane> {
+export async function startControlPlane(files: Record<string, string>, debounceMs = 20, endpointGraceMs = 10_000): Promise<TestControlPlane> {
   const dir = await mkdtemp(join(tmpdir(), 'palisade-cp-'));
   const write = async (file: string, text: string) => {
     const tmp = join(dir, `.${file}.tmp`);
@@ -24,7 +24,7 @@ export async function startControlPlane(files: Record<string, string>, debounceM
   };
   for (const [f, t] of Object.entries(files)) await write(f, t);
   const source = new DirectorySource({ dir, debounceMs });
-  const cp = new ControlPlane({ source, xdsAddress: '127.0.0.1:0', logger: createLogger('silent') });
+  const cp = new ControlPlane({ source, xdsAddress: '127.0.0.1:0', logger: createLogger('silent'), endpointGraceMs });
   await cp.start();
   return {
     cp, dir, address: cp.xdsAddress, write,

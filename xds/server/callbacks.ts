@@ -21,6 +21,8 @@ export interface ServerCallbacks {
   onStreamOpen?(info: StreamInfo): void;
   /** The first request with a node arrived and the stream joined its node group. */
   onStreamNode?(info: StreamInfo): void;
+  /** A later request carried the node again; info.node is the new one (the group stays). */
+  onStreamNodeUpdate?(info: StreamInfo): void;
   onStreamClosed?(info: StreamInfo, reason: string): void;
   onResponse?(info: StreamInfo, typeUrl: string, version: string, nonce: string, resourceCount: number): void;
   onAck?(info: StreamInfo, typeUrl: string, version: string, nonce: string): void;

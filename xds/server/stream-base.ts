@@ -69,7 +69,15 @@ export abstract class StreamBase<Req, Res> {
 
   /** Joins the node's group on the first request carrying a node. Returns false if none yet. */
   protected join(node: Node | undefined): boolean {
-    if (this.info.group !== undefined) return true;
+    if (this.info.group !== undefined) {
+      // A later request may carry the node again, with new metadata (readiness, labels).
+      // The group stays: it was chosen on the first node.
+      if (node) {
+        this.info.node = node;
+        this.deps.callbacks.onStreamNodeUpdate?.(this.info);
+      }
+      return true;
+    }
     if (!node) return false;
     this.info.node = node;
     const group = this.deps.nodeGroup(node);
