@@ -22,12 +22,10 @@ import type { Node } from '../../xds/gen/envoy/config/core/v3/base_pb.js';
 import type { Endpoint } from '../config/schema.ts';
 import { serviceKey } from '../config/state.ts';
 
-export const SERVICE_KEY = 'palisade.io/service';
-export const INBOUND_ADDRESS_KEY = 'palisade.io/inbound-address';
-export const INBOUND_PORT_KEY = 'palisade.io/inbound-port';
-export const LABELS_KEY = 'palisade.io/labels';
-export const READY_KEY = 'palisade.io/ready';
-const NAMESPACE_KEY = 'palisade.io/namespace';
+import {
+  INBOUND_ADDRESS_KEY, INBOUND_PORT_KEY, LABELS_KEY, NAMESPACE_KEY, READY_KEY, SERVICE_KEY,
+} from '../../xds/resources/node-metadata.ts';
+
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export interface Registration {

@@ -7,10 +7,10 @@ import type { Node } from '../../xds/gen/envoy/config/core/v3/base_pb.js';
 
 export type ClientKind = 'envoy' | 'grpc' | 'sidecar';
 
-/** Node metadata keys a client may set to say what it is (else user_agent_name decides). */
-export const KIND_METADATA_KEY = 'palisade.io/kind';
-/** Node metadata keys naming the client's namespace, Palisade's and Istio's. */
-export const NAMESPACE_METADATA_KEYS = ['palisade.io/namespace', 'NAMESPACE'] as const;
+import { ISTIO_NAMESPACE_KEY, KIND_KEY, NAMESPACE_KEY } from '../../xds/resources/node-metadata.ts';
+
+/** Node metadata keys naming the client's namespace, Palisade's first, then Istio's. */
+const NAMESPACE_METADATA_KEYS = [NAMESPACE_KEY, ISTIO_NAMESPACE_KEY] as const;
 
 export interface NodeTarget {
   kind: ClientKind;
@@ -28,7 +28,7 @@ function metadataString(node: Node, key: string): string | undefined {
  * user_agent_name, gRPC libraries say "grpc-node-js", "gRPC Go", "gRPC Java", ….
  */
 export function clientKind(node: Node): ClientKind {
-  const declared = metadataString(node, KIND_METADATA_KEY);
+  const declared = metadataString(node, KIND_KEY);
   if (declared === 'envoy' || declared === 'grpc' || declared === 'sidecar') return declared;
   const agent = node.userAgentName.toLowerCase();
   if (agent.includes('palisade')) return 'sidecar';

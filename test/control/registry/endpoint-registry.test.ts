@@ -58,8 +58,8 @@ describe('sidecar endpoints through EDS', () => {
 
   const ports = (res: Awaited<ReturnType<RawSotwStream['next']>>) => unpackAll(res, ClusterLoadAssignmentSchema)[0]!.endpoints
     .flatMap((l) => l.lbEndpoints.map((e) => (e.hostIdentifier.case === 'endpoint' && e.hostIdentifier.value.address?.address.case === 'socketAddress'
-      ? e.hostIdentifier.value.address.address.value.portSpecifier.value : 0)))
-    .sort((a, b) => Number(a) - Number(b));
+      ? Number(e.hostIdentifier.value.address.address.value.portSpecifier.value) : 0)))
+    .sort((a, b) => a - b);
 
   async function nextEds(): Promise<number[]> {
     const res = await envoy.next(5000);
