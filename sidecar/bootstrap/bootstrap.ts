@@ -1,0 +1,250 @@
+/**
+ * The sidecar's bootstrap: who it is and where the control plane is. Everything else it
+ * does comes over xDS. A YAML (or JSON) file:
+ *
+ *   node:
+ *     id: web-1                       # default <service>-<hostname>
+ *     service: web                    # required: the Service this workload is an endpoint of
+ *     namespace: default
+ *     labels: { version: v1 }
+ *     locality: { region: eu, zone: eu-1 }
+ *   controlPlane: { address: 127.0.0.1:18000 }
+ *   inbound:  { address: 0.0.0.0, port: 15006, advertiseAddress: 127.0.0.1 }
+ *   workload: { address: 127.0.0.1:8080 }
+ *   outbound: { address: 127.0.0.1, port: 15001 }
+ *   admin:    { address: 127.0.0.1, port: 15000 }
+ *
+ * Validation names the file, the field and the value of every problem; unknown fields are
+ * refused so a typo surfaces.
+ */
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { PalisadeError } from '../../xds/errors.ts';
+
+export interface SidecarBootstrap {
+  readonly node: {
+    readonly id: string;
+    readonly service: string;
+    readonly namespace: string;
+    readonly labels: Readonly<Record<string, string>>;
+    readonly locality: { readonly region: string; readonly zone: string; readonly subZone: string };
+  };
+  readonly controlPlane: { readonly address: string };
+  readonly inbound: { readonly address: string; readonly port: number; readonly advertiseAddress: string };
+  readonly workload: { readonly address: string };
+  readonly outbound: { readonly address: string; readonly port: number };
+  readonly admin: { readonly address: string; readonly port: number };
+}
+
+export const BOOTSTRAP_DEFAULTS = Object.freeze({
+  namespace: 'default',
+  controlPlane: '127.0.0.1:18000',
+  inbound: { address: '0.0.0.0', port: 15006, advertiseAddress: '127.0.0.1' },
+  outbound: { address: '127.0.0.1', port: 15001 },
+  admin: { address: '127.0.0.1', port: 15000 },
+});
+
+/** The bootstrap file is missing, malformed or invalid; the message lists every problem. */
+export class InvalidBootstrapError extends PalisadeError {
+  readonly errors: readonly string[];
+
+  constructor(file: string, errors: readonly string[]) {
+    super('PAL_ERR_SIDECAR_INVALID_BOOTSTRAP', `invalid bootstrap ${file}:\n${errors.map((e) => `  ${e}`).join('\n')}`);
+    this.errors = errors;
+  }
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const show = (v: unknown) => JSON.stringify(v) ?? String(v);
+
+/** Reads and validates a bootstrap file. Throws PAL_ERR_SIDECAR_INVALID_BOOTSTRAP. */
+export async function loadBootstrap(file: string): Promise<SidecarBootstrap> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new InvalidBootstrapError(file, [`cannot read it: ${(err as Error).message}`]);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new InvalidBootstrapError(file, [`malformed YAML: ${(err as Error).message}`]);
+  }
+  const r = parseBootstrap(doc);
+  if (!r.valid) throw new InvalidBootstrapError(file, r.errors);
+  return r.result;
+}
+
+/** Validates a parsed bootstrap document and applies defaults. */
+export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBootstrap } | { valid: false; errors: string[] } {
+  const errors: string[] = [];
+  const report = (path: string, msg: string) => errors.push(`${path}: ${msg}`);
+  if (!isObj(doc)) return { valid: false, errors: [`the bootstrap must be a mapping, got ${show(doc)}`] };
+  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin'], report);
+
+  const node = section(doc, 'node', report, true);
+  only(node, 'node', ['id', 'service', 'namespace', 'labels', 'locality'], report);
+  const service = str(node, 'node.service', 'service', report, { required: true, re: DNS_LABEL, what: 'a Service name (lowercase DNS label)' });
+  const namespace = str(node, 'node.namespace', 'namespace', report, { re: DNS_LABEL, what: 'a namespace (lowercase DNS label)' }) ?? BOOTSTRAP_DEFAULTS.namespace;
+  const id = str(node, 'node.id', 'id', report, { re: /^[\x21-\x7e]{1,253}$/, what: 'printable ASCII without spaces, 1..253 characters' })
+    ?? `${service ?? 'sidecar'}-${hostname()}`;
+  const labels: Record<string, string> = {};
+  if (node.labels !== undefined) {
+    if (!isObj(node.labels)) report('node.labels', `must be a mapping of labels, got ${show(node.labels)}`);
+    else {
+      for (const [k, v] of Object.entries(node.labels)) {
+        if (!LABEL_KEY.test(k)) report(`node.labels.${k}`, 'invalid label key');
+        else if (typeof v !== 'string' || !LABEL_VALUE.test(v)) report(`node.labels.${k}`, `must be a label value (string, up to 63 of [A-Za-z0-9-_.]), got ${show(v)}`);
+        else labels[k] = v;
+      }
+    }
+  }
+  const loc = section(node, 'locality', report, false, 'node.locality');
+  only(loc, 'node.locality', ['region', 'zone', 'subZone'], report);
+  const locality = {
+    region: str(loc, 'node.locality.region', 'region', report, {}) ?? '',
+    zone: str(loc, 'node.locality.zone', 'zone', report, {}) ?? '',
+    subZone: str(loc, 'node.locality.subZone', 'subZone', report, {}) ?? '',
+  };
+
+  const cp = section(doc, 'controlPlane', report, false);
+  only(cp, 'controlPlane', ['address'], report);
+  const cpAddress = hostPort(cp, 'controlPlane.address', report) ?? BOOTSTRAP_DEFAULTS.controlPlane;
+
+  const inb = section(doc, 'inbound', report, false);
+  only(inb, 'inbound', ['address', 'port', 'advertiseAddress'], report);
+  const inbound = {
+    address: ip(inb, 'inbound.address', 'address', report) ?? BOOTSTRAP_DEFAULTS.inbound.address,
+    port: port(inb, 'inbound.port', report) ?? BOOTSTRAP_DEFAULTS.inbound.port,
+    advertiseAddress: ip(inb, 'inbound.advertiseAddress', 'advertiseAddress', report) ?? BOOTSTRAP_DEFAULTS.inbound.advertiseAddress,
+  };
+  if (inbound.advertiseAddress === '0.0.0.0' || inbound.advertiseAddress === '::') {
+    report('inbound.advertiseAddress', `must be an address peers can reach, got ${show(inbound.advertiseAddress)}`);
+  }
+
+  const wl = section(doc, 'workload', report, true);
+  only(wl, 'workload', ['address'], report);
+  // A missing section is reported once, not again for its address.
+  const workload = hostPort(wl, 'workload.address', report, isObj(doc.workload));
+
+  const out = section(doc, 'outbound', report, false);
+  only(out, 'outbound', ['address', 'port'], report);
+  const outbound = {
+    address: ip(out, 'outbound.address', 'address', report) ?? BOOTSTRAP_DEFAULTS.outbound.address,
+    port: port(out, 'outbound.port', report) ?? BOOTSTRAP_DEFAULTS.outbound.port,
+  };
+
+  const adm = section(doc, 'admin', report, false);
+  only(adm, 'admin', ['address', 'port'], report);
+  const admin = {
+    address: ip(adm, 'admin.address', 'address', report) ?? BOOTSTRAP_DEFAULTS.admin.address,
+    port: port(adm, 'admin.port', report) ?? BOOTSTRAP_DEFAULTS.admin.port,
+  };
+
+  const ports = [['inbound.port', inbound.port], ['outbound.port', outbound.port], ['admin.port', admin.port]] as const;
+  for (let i = 0; i < ports.length; i++) {
+    for (let j = i + 1; j < ports.length; j++) {
+      if (ports[i]![1] !== 0 && ports[i]![1] === ports[j]![1]) report(ports[j]![0], `must differ from ${ports[i]![0]} (both ${ports[i]![1]})`);
+    }
+  }
+
+  if (errors.length > 0 || service === undefined || workload === undefined) return { valid: false, errors };
+  return {
+    valid: true,
+    result: deepFreeze({
+      node: { id, service, namespace, labels, locality },
+      controlPlane: { address: cpAddress },
+      inbound,
+      workload: { address: workload },
+      outbound,
+      admin,
+    }),
+  };
+}
+
+function only(obj: Obj, path: string, known: string[], report: (p: string, m: string) => void): void {
+  for (const k of Object.keys(obj)) {
+    if (!known.includes(k)) report(path ? `${path}.${k}` : k, `unknown field; known fields: ${known.join(', ')}`);
+  }
+}
+
+function section(obj: Obj, key: string, report: (p: string, m: string) => void, required: boolean, path = key): Obj {
+  const v = obj[key];
+  if (v === undefined || v === null) {
+    if (required) report(path, 'missing required section');
+    return {};
+  }
+  if (!isObj(v)) {
+    report(path, `must be a mapping, got ${show(v)}`);
+    return {};
+  }
+  return v;
+}
+
+function str(obj: Obj, path: string, key: string, report: (p: string, m: string) => void, o: { required?: boolean; re?: RegExp; what?: string }): string | undefined {
+  const v = obj[key];
+  if (v === undefined) {
+    if (o.required) report(path, 'missing required field');
+    return undefined;
+  }
+  if (typeof v !== 'string') {
+    report(path, `must be a string, got ${show(v)}`);
+    return undefined;
+  }
+  if (o.re && !o.re.test(v)) {
+    report(path, `must be ${o.what}, got ${show(v)}`);
+    return undefined;
+  }
+  return v;
+}
+
+function ip(obj: Obj, path: string, key: string, report: (p: string, m: string) => void): string | undefined {
+  const v = obj[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || isIP(v) === 0) {
+    report(path, `must be an IPv4 or IPv6 address, got ${show(v)}`);
+    return undefined;
+  }
+  return v;
+}
+
+function port(obj: Obj, path: string, report: (p: string, m: string) => void): number | undefined {
+  const v = obj.port;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 65535) {
+    report(path, `must be an integer 0..65535 (0 picks a free port), got ${show(v)}`);
+    return undefined;
+  }
+  return v;
+}
+
+function hostPort(obj: Obj, path: string, report: (p: string, m: string) => void, required = false): string | undefined {
+  const v = obj.address;
+  if (v === undefined) {
+    if (required) report(path, 'missing required field (host:port)');
+    return undefined;
+  }
+  const m = typeof v === 'string' ? HOST_PORT.exec(v) : null;
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    report(path, `must be host:port with a port 1..65535, got ${show(v)}`);
+    return undefined;
+  }
+  return v as string;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null) {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}
