@@ -125,4 +125,33 @@ describe('delta ADS', () => {
     cache.setSnapshot(GROUP, meshSnapshot({ clusters: { a: [1], b: [2, 3] }, routeTo: 'a' }));
     expect(await s.silentFor(300)).toBe(true);
   });
+
+  it('forgets what only the wildcard gave when the wildcard is dropped, and sends it again when named', async () => {
+    cache.setSnapshot(GROUP, meshSnapshot({ clusters: { a: [1], b: [2] }, routeTo: 'a' }));
+    const s = open();
+    s.send({ node: testNode(), typeUrl: CLUSTER_TYPE_URL });
+    const all = await s.next();
+    expect(sent(all)).toEqual(['a', 'b']);
+    s.send({ typeUrl: CLUSTER_TYPE_URL, responseNonce: all.nonce, resourceNamesUnsubscribe: ['*'] });
+    expect(await s.silentFor(200)).toBe(true);
+    s.send({ typeUrl: CLUSTER_TYPE_URL, resourceNamesSubscribe: ['b'] });
+    expect(sent(await s.next())).toEqual(['b']);
+  });
+
+  it('retries the resources of a refused response one by one, then leaves the refused one alone', async () => {
+    cache.setSnapshot(GROUP, meshSnapshot({ clusters: { a: [1], b: [2] }, routeTo: 'a' }));
+    const s = open();
+    s.send({ node: testNode(), typeUrl: ENDPOINT_TYPE_URL, resourceNamesSubscribe: ['a', 'b'] });
+    const both = await s.next();
+    expect(sent(both)).toEqual(['a', 'b']);
+    s.send({ typeUrl: ENDPOINT_TYPE_URL, responseNonce: both.nonce, errorDetail: { code: 3, message: 'endpoint a: bad' } });
+    const first = await s.next();
+    const second = await s.next();
+    expect([sent(first), sent(second)].sort()).toEqual([['a'], ['b']]);
+    const [bad, good] = sent(first)[0] === 'a' ? [first, second] : [second, first];
+    s.send({ typeUrl: ENDPOINT_TYPE_URL, responseNonce: good.nonce });
+    s.send({ typeUrl: ENDPOINT_TYPE_URL, responseNonce: bad.nonce, errorDetail: { code: 3, message: 'endpoint a: bad' } });
+    expect(await s.silentFor(300)).toBe(true);
+    expect(nacks).toEqual(['endpoint a: bad', 'endpoint a: bad']);
+  });
 });

@@ -15,15 +15,20 @@ let server: AdsServer;
 let address: string;
 let streams: RawSotwStream[];
 let nacks: Array<{ typeUrl: string; version: string; error: string }>;
+let acks: string[];
 
 const GROUP = 'test';
 
 beforeEach(async () => {
   cache = new SnapshotCache();
   nacks = [];
+  acks = [];
   server = new AdsServer({
     cache,
-    callbacks: { onNack: (_i: StreamInfo, typeUrl, version, _n, error) => nacks.push({ typeUrl, version, error }) },
+    callbacks: {
+      onNack: (_i: StreamInfo, typeUrl, version, _n, error) => nacks.push({ typeUrl, version, error }),
+      onAck: (_i: StreamInfo, _t, _v, nonce) => acks.push(nonce),
+    },
   });
   address = `127.0.0.1:${await server.listen('127.0.0.1:0')}`;
   streams = [];
@@ -175,5 +180,19 @@ describe('SotW ADS', () => {
     const st = await s.status;
     expect(st.code).toBe(status.INVALID_ARGUMENT);
     expect(st.details).toContain('node');
+  });
+
+  it('counts a nonce answered once: a later request repeating a NACKed nonce is no ACK', async () => {
+    cache.setSnapshot(GROUP, meshSnapshot({ clusters: { a: [1], b: [2] }, routeTo: 'a' }));
+    const s = open();
+    s.send({ node: testNode(), typeUrl: ENDPOINT_TYPE_URL, resourceNames: ['a'] });
+    const res = await s.next();
+    s.send({ typeUrl: ENDPOINT_TYPE_URL, responseNonce: res.nonce, resourceNames: ['a'], errorDetail: { code: 3, message: 'bad' } });
+    // A subscription change repeats the latest nonce without error_detail.
+    s.send({ typeUrl: ENDPOINT_TYPE_URL, responseNonce: res.nonce, resourceNames: ['a', 'b'] });
+    const more = await s.next();
+    expect(unpackAll(more, ClusterLoadAssignmentSchema).map((c) => c.clusterName)).toEqual(['a', 'b']);
+    expect(nacks).toHaveLength(1);
+    expect(acks).toEqual([]);
   });
 });

@@ -35,6 +35,8 @@ interface TypeState {
   sentNamesKey: string | undefined;
   /** Awaiting ACK/NACK of the last response. */
   inFlight: boolean;
+  /** The nonce last answered: a later request repeating it (a subscription change) is no new ACK. */
+  answeredNonce: string | undefined;
   nackedVersion: string | undefined;
   /** CDS only: clusters kept past their removal until later types settle. */
   lingering: Map<string, CachedResource> | undefined;
@@ -67,7 +69,7 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
     if (!ts) {
       ts = {
         names: null, namesKey: '*', legacyWildcard: false, sentVersion: undefined, sentNonce: undefined, sentNamesKey: undefined,
-        inFlight: false, nackedVersion: undefined, lingering: undefined, lastSentResources: undefined,
+        inFlight: false, answeredNonce: undefined, nackedVersion: undefined, lingering: undefined, lastSentResources: undefined,
       };
       this.#types.set(req.typeUrl, ts);
       this.#types = new Map([...this.#types].sort(([a], [b]) => pushOrder(a, b)));
@@ -76,8 +78,9 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
 
     const stale = req.responseNonce !== '' && req.responseNonce !== ts.sentNonce;
     if (stale) return;
-    if (req.responseNonce !== '') {
+    if (req.responseNonce !== '' && req.responseNonce !== ts.answeredNonce) {
       ts.inFlight = false;
+      ts.answeredNonce = req.responseNonce;
       if (req.errorDetail) {
         ts.nackedVersion = ts.sentVersion;
         this.deps.callbacks.onNack?.(this.info, req.typeUrl, ts.sentVersion ?? '', req.responseNonce, req.errorDetail.message);
