@@ -6,6 +6,10 @@
  *                                                                     │ validate → ACK/NACK
  *   'update' / 'nack' / 'connected' / 'disconnected'  ◄───────────────┘
  *
+ * setNode() replaces the node: an open stream sends it on one request that is neither an
+ * ACK/NACK nor a subscription change (so the server answers nothing), and every later
+ * stream opens with it.
+ *
  * The store outlives streams; a stream that ends (server gone, error, GOAWAY) is replaced
  * after an exponential backoff with jitter, and the new one re-subscribes everything with
  * what is held (SotW version_info, delta initial_resource_versions). The backoff restarts
@@ -18,14 +22,16 @@
  * channel, READY can be stale: the next call then fails to connect after 'connected'.)
  */
 import { EventEmitter } from 'node:events';
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { connectivityState, makeGenericClientConstructor, type ChannelOptions, type ClientDuplexStream } from '@grpc/grpc-js';
+import type { NodeSchema } from '../gen/envoy/config/core/v3/base_pb.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import { getResourceType } from '../resources/registry.ts';
 import { ADS_SERVICE } from '../transport/ads-service.ts';
 import type { ExponentialBackoff } from './backoff.ts';
 import { DeltaSession } from './delta-session.ts';
-import { ClientClosedError } from './errors.ts';
-import { resolveOptions, type AdsClientConfig, type AdsClientOptions } from './options.ts';
+import { ClientClosedError, InvalidOptionError } from './errors.ts';
+import { resolveNode, resolveOptions, type AdsClientConfig, type AdsClientOptions } from './options.ts';
 import { SotwSession } from './sotw-session.ts';
 import type { Session, SessionHost, UpdateInfo } from './stream-session.ts';
 import { SubscriptionStore, type ResourceMap } from './subscriptions.ts';
@@ -62,8 +68,7 @@ const CHANNEL_OPTIONS: Partial<ChannelOptions> = Object.freeze({
 });
 
 export class AdsClient extends EventEmitter<AdsClientEvents> {
-  /** The validated, frozen options. */
-  readonly config: AdsClientConfig;
+  #config: AdsClientConfig;
   readonly #backoff: ExponentialBackoff;
   readonly #store = new SubscriptionStore();
   readonly #host: SessionHost;
@@ -77,11 +82,11 @@ export class AdsClient extends EventEmitter<AdsClientEvents> {
   constructor(options: AdsClientOptions) {
     super();
     const { config, backoff } = resolveOptions(options);
-    this.config = config;
+    this.#config = config;
     this.#backoff = backoff;
     this.#host = {
       store: this.#store,
-      node: config.node,
+      node: () => this.#config.node,
       validators: config.validators,
       accepted: (session, typeUrl, resources, info) => {
         if (session !== this.#session) return;
@@ -94,6 +99,27 @@ export class AdsClient extends EventEmitter<AdsClientEvents> {
       responded: (session) => this.#markConnected(session),
       ended: (session, reason) => this.#ended(session, reason),
     };
+  }
+
+  /** The validated, frozen options; `node` is the current one (see setNode). */
+  get config(): AdsClientConfig {
+    return this.#config;
+  }
+
+  /**
+   * Replaces the node (e.g. new metadata such as readiness). Validated as the node option:
+   * throws PAL_ERR_XDS_CLIENT_INVALID_OPTION for a bad one, keeping the old. If a stream is
+   * open, the node is sent at once on one request for a subscribed type, which the server
+   * takes as no ACK/NACK and answers with nothing; with nothing subscribed yet it goes on the
+   * first subscription's request. With no stream open, the next stream opens with it, as
+   * does every reconnect.
+   */
+  setNode(node: MessageInitShape<typeof NodeSchema>): void {
+    if (this.#phase === 'closed') throw new ClientClosedError('setNode');
+    const resolved = resolveNode(node);
+    if (typeof resolved === 'string') throw new InvalidOptionError(`invalid node: ${resolved}`);
+    this.#config = Object.freeze({ ...this.#config, node: resolved });
+    this.#session?.nodeChanged();
   }
 
   /** True while a stream is up (between 'connected' and 'disconnected'). */
@@ -157,9 +183,9 @@ export class AdsClient extends EventEmitter<AdsClientEvents> {
   #connect(): void {
     this.#retryTimer = undefined;
     if (this.#phase !== 'started') return;
-    const grpc = new AdsServiceClient(this.config.address, this.config.credentials, CHANNEL_OPTIONS);
+    const grpc = new AdsServiceClient(this.#config.address, this.#config.credentials, CHANNEL_OPTIONS);
     this.#grpc = grpc;
-    const session = this.config.protocol === 'sotw'
+    const session = this.#config.protocol === 'sotw'
       ? new SotwSession(this.#host, grpc.streamAggregatedResources!() as ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>)
       : new DeltaSession(this.#host, grpc.deltaAggregatedResources!() as ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>);
     this.#session = session;

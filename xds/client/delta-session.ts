@@ -6,6 +6,8 @@
  * - Subscription changes send just the names added and removed.
  * - A response adds or replaces its resources and drops its removed_resources; the state
  *   after it is the full set held.
+ * - A new node (AdsClient.setNode) goes on a request naming only the first subscribed type:
+ *   no names, no nonce, so nothing changes on the server but the node.
  * - ACK: the nonce alone. NACK: the nonce and error_detail INVALID_ARGUMENT.
  */
 import { create } from '@bufbuild/protobuf';
@@ -36,6 +38,13 @@ export class DeltaSession extends StreamSession<DeltaDiscoveryRequest, DeltaDisc
     this.send(create(DeltaDiscoveryRequestSchema, {
       typeUrl, resourceNamesSubscribe: [...change.subscribe], resourceNamesUnsubscribe: [...change.unsubscribe],
     }));
+  }
+
+  protected nodeRequest(): DeltaDiscoveryRequest | undefined {
+    for (const rec of this.host.store.records()) {
+      if (rec.active) return create(DeltaDiscoveryRequestSchema, { typeUrl: rec.type.typeUrl });
+    }
+    return undefined;
   }
 
   protected onResponse(res: DeltaDiscoveryResponse): void {

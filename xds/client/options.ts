@@ -19,7 +19,7 @@ export type ResourceValidator = (resource: Message) => string[];
 export interface AdsClientOptions {
   /** The management server, `host:port` (IPv6 in brackets: `[::1]:18000`). */
   address: string;
-  /** Identifies this client to the server; sent on the first request of every stream. */
+  /** Identifies this client to the server; sent on the first request of every stream. Replace it with AdsClient.setNode(). */
   node: MessageInitShape<typeof NodeSchema>;
   /** `sotw` (StreamAggregatedResources, default) or `delta` (DeltaAggregatedResources). */
   protocol?: 'sotw' | 'delta';
@@ -59,6 +59,16 @@ function show(v: unknown): string {
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** The node option as a Node message, or the problem with it (the text of an option error). */
+export function resolveNode(value: unknown): Node | string {
+  if (!isPlainObject(value)) return `node must be an object (envoy.config.core.v3.Node), got ${show(value)}`;
+  try {
+    return create(NodeSchema, value as MessageInitShape<typeof NodeSchema>);
+  } catch (err) {
+    return `node is not a valid envoy.config.core.v3.Node: ${(err as Error).message}`;
+  }
+}
+
 /**
  * Validates options and returns the frozen config plus the backoff it describes. Throws
  * PAL_ERR_XDS_CLIENT_INVALID_OPTION listing every problem.
@@ -76,15 +86,9 @@ export function resolveOptions(options: AdsClientOptions): { config: AdsClientCo
     if (port < 1 || port > 65535) errors.push(`address port must be 1 to 65535, got ${port}`);
   }
 
-  let node: Node | undefined;
-  if (!isPlainObject(options.node)) errors.push(`node must be an object (envoy.config.core.v3.Node), got ${show(options.node)}`);
-  else {
-    try {
-      node = create(NodeSchema, options.node);
-    } catch (err) {
-      errors.push(`node is not a valid envoy.config.core.v3.Node: ${(err as Error).message}`);
-    }
-  }
+  const nodeResult = resolveNode(options.node);
+  const node = typeof nodeResult === 'string' ? undefined : nodeResult;
+  if (typeof nodeResult === 'string') errors.push(nodeResult);
 
   const protocol = options.protocol ?? DEFAULTS.protocol;
   if (protocol !== 'sotw' && protocol !== 'delta') errors.push(`protocol must be "sotw" or "delta", got ${show(protocol)}`);

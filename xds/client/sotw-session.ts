@@ -7,6 +7,9 @@
  *   the type, as Envoy does; a stale nonce makes the server answer once it has our ACK.
  * - LDS/CDS (fullState) responses carry the whole set: what is absent is deleted. RDS/EDS
  *   responses are merged by name: absent just means "not sent".
+ * - A new node (AdsClient.setNode) goes on a request that repeats the first subscribed
+ *   type's names and last accepted version with an EMPTY response_nonce: the server takes
+ *   the node and neither counts an ACK/NACK nor, the names being unchanged, answers it.
  * - ACK: version_info and nonce of the response. NACK: version_info of the last accepted
  *   response, this nonce, and error_detail INVALID_ARGUMENT listing every problem.
  */
@@ -44,6 +47,14 @@ export class SotwSession extends StreamSession<DiscoveryRequest, DiscoveryRespon
       responseNonce: this.#nonces.get(typeUrl) ?? '',
       resourceNames: rec?.resourceNames() ?? [],
     }));
+  }
+
+  protected nodeRequest(): DiscoveryRequest | undefined {
+    for (const rec of this.host.store.records()) {
+      if (!rec.active) continue;
+      return create(DiscoveryRequestSchema, { typeUrl: rec.type.typeUrl, versionInfo: rec.version, resourceNames: rec.resourceNames() });
+    }
+    return undefined;
   }
 
   protected onResponse(res: DiscoveryResponse): void {

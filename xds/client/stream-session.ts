@@ -1,7 +1,8 @@
 /**
  * One ADS stream of the client, from open to status. What SotW and delta share lives here:
- * the node goes on the first request only, a stream is torn down once (by its status, or
- * by cancel), and every outcome goes to the host, the AdsClient, which owns reconnecting.
+ * the node goes on the first request only (and once more on one request after
+ * AdsClient.setNode, see nodeChanged), a stream is torn down once (by its status, or by
+ * cancel), and every outcome goes to the host, the AdsClient, which owns reconnecting.
  * A session never outlives its stream: the next stream gets a new session that resumes
  * from the SubscriptionStore.
  */
@@ -25,13 +26,21 @@ export interface Session {
   open(): void;
   /** The caller changed a subscription while this stream is up. `rec` is undefined once a type has no names left. */
   subscriptionChanged(typeUrl: string, change: SubscriptionChange, rec: TypeRecord | undefined): void;
+  /**
+   * The host's node was replaced: the next request carries it. If the stream has already
+   * sent a request, one goes now for a subscribed type, built not to be an ACK, a NACK or a
+   * subscription change (see nodeRequest); with nothing subscribed, the node waits for the
+   * next request.
+   */
+  nodeChanged(): void;
   /** Ends the stream from this side (CANCELLED); the host is not told. */
   cancel(): void;
 }
 
 export interface SessionHost {
   readonly store: SubscriptionStore;
-  readonly node: Node;
+  /** The current node (AdsClient.setNode replaces it), read when a request goes out. */
+  node(): Node;
   readonly validators: Readonly<Record<string, ResourceValidator>>;
   /** A response was accepted (the store already holds it, the ACK is written). */
   accepted(session: Session, typeUrl: string, resources: ResourceMap, info: UpdateInfo): void;
@@ -49,7 +58,9 @@ export const NACK_CODE = status.INVALID_ARGUMENT;
 export abstract class StreamSession<Req extends Message, Res> implements Session {
   protected readonly host: SessionHost;
   readonly #call: ClientDuplexStream<Req, Res>;
-  #nodeSent = false;
+  /** The next request must carry the node: the stream's first, or the first after nodeChanged(). */
+  #nodePending = true;
+  #sentAny = false;
   #done = false;
 
   constructor(host: SessionHost, call: ClientDuplexStream<Req, Res>) {
@@ -76,13 +87,29 @@ export abstract class StreamSession<Req extends Message, Res> implements Session
 
   protected abstract onResponse(res: Res): void;
 
-  /** Writes a request; the first one of the stream carries the node. */
+  /**
+   * A request that only restates one subscribed type (no ACK, NACK or subscription change),
+   * to carry a new node; undefined when nothing is subscribed.
+   */
+  protected abstract nodeRequest(): Req | undefined;
+
+  nodeChanged(): void {
+    if (this.#done) return;
+    this.#nodePending = true;
+    // Before the first request, the node goes on it anyway.
+    if (!this.#sentAny) return;
+    const req = this.nodeRequest();
+    if (req) this.send(req);
+  }
+
+  /** Writes a request; the first one of the stream (and the first after nodeChanged) carries the node. */
   protected send(req: Req & { node?: Node | undefined }): void {
     if (this.#done) return;
-    if (!this.#nodeSent) {
-      req.node = this.host.node;
-      this.#nodeSent = true;
+    if (this.#nodePending) {
+      req.node = this.host.node();
+      this.#nodePending = false;
     }
+    this.#sentAny = true;
     this.#call.write(req);
   }
 

@@ -7,6 +7,7 @@ import type { AdsClientOptions } from '../../../xds/client/options.ts';
 import { SnapshotCache } from '../../../xds/cache/snapshot-cache.ts';
 import { AdsServer } from '../../../xds/server/ads-server.ts';
 import type { ServerCallbacks } from '../../../xds/server/callbacks.ts';
+import type { Node } from '../../../xds/gen/envoy/config/core/v3/base_pb.js';
 
 export const GROUP = 'test';
 export const NODE = { id: 'client-under-test', cluster: GROUP, userAgentName: 'palisade-test' };
@@ -20,11 +21,15 @@ export interface ServerLog {
   /** Streams that sent their node, in order (one per client stream that reached the server). */
   streams: number;
   closed: string[];
+  /** The node of each stream's first request (onStreamNode), in order. */
+  nodes: Node[];
+  /** Nodes sent again on a later request of a stream (onStreamNodeUpdate), in order. */
+  nodeUpdates: Node[];
 }
 
 export class Harness {
   readonly cache = new SnapshotCache();
-  readonly log: ServerLog = { acks: [], nacks: [], responses: [], streams: 0, closed: [] };
+  readonly log: ServerLog = { acks: [], nacks: [], responses: [], streams: 0, closed: [], nodes: [], nodeUpdates: [] };
   server!: AdsServer;
   port = 0;
   readonly #clients: AdsClient[] = [];
@@ -39,7 +44,11 @@ export class Harness {
       onAck: (_i, typeUrl, version, nonce) => this.log.acks.push({ typeUrl, version, nonce }),
       onNack: (_i, typeUrl, version, nonce, error) => this.log.nacks.push({ typeUrl, version, nonce, error }),
       onResponse: (_i, typeUrl, version, nonce, count) => this.log.responses.push({ typeUrl, version, nonce, count }),
-      onStreamNode: () => void this.log.streams++,
+      onStreamNode: (i) => {
+        this.log.streams++;
+        this.log.nodes.push(i.node!);
+      },
+      onStreamNodeUpdate: (i) => void this.log.nodeUpdates.push(i.node!),
       onStreamClosed: (_i, reason) => this.log.closed.push(reason),
     };
     this.server = new AdsServer({ cache: this.cache, callbacks });
