@@ -13,6 +13,7 @@ interface Command {
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   control: { summary: 'run the control plane: watch a config directory, serve xDS', load: () => import('./commands/control.ts') },
   proxies: { summary: 'list connected proxies and what they ACKed or NACKed', load: () => import('./commands/proxies.ts') },
+  sidecar: { summary: 'run the sidecar for one workload from a bootstrap file', load: () => import('./commands/sidecar.ts') },
   demo: { summary: 'run the whole system on embedded defaults and show it working', load: () => import('./commands/demo.ts') },
 };
 

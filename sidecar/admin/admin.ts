@@ -1,0 +1,66 @@
+/**
+ * The sidecar's admin endpoint (bootstrap `admin`, loopback by default). Plain HTTP/1.1:
+ *
+ *   GET  /ready        200 "ready" once the first complete configuration is applied, 503 "not ready" before
+ *                      (and again while draining): the workload's readiness gates on it
+ *   GET  /config_dump  JSON: the snapshot version, per type the accepted version and resource
+ *                      names/versions, the listeners, complete and missing
+ *   GET  /clusters     JSON: every upstream cluster's stats (ClusterManager.stats() and the inbound one)
+ *   GET  /stats        JSON: requests and response code classes by listener, xDS updates and NACKs
+ *   POST /drain        stop accepting on inbound and outbound, let requests in flight finish,
+ *                      then answer 200 "drained" (or 504 "drain timed out" after the drain deadline)
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** What the admin endpoint reads from the sidecar. */
+export interface AdminSource {
+  isReady(): boolean;
+  configDump(): unknown;
+  clusters(): unknown;
+  stats(): unknown;
+  /** Resolves true when everything in flight finished before the deadline. */
+  drain(): Promise<boolean>;
+}
+
+export function adminHandler(source: AdminSource): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const method = req.method ?? 'GET';
+    const readOnly = (body: () => unknown) => {
+      if (method !== 'GET' && method !== 'HEAD') return text(res, 405, 'method not allowed', { allow: 'GET, HEAD' });
+      return json(res, 200, body());
+    };
+    switch (path) {
+      case '/ready':
+        if (method !== 'GET' && method !== 'HEAD') return text(res, 405, 'method not allowed', { allow: 'GET, HEAD' });
+        return source.isReady() ? text(res, 200, 'ready') : text(res, 503, 'not ready');
+      case '/config_dump':
+        return readOnly(() => source.configDump());
+      case '/clusters':
+        return readOnly(() => source.clusters());
+      case '/stats':
+        return readOnly(() => source.stats());
+      case '/drain':
+        if (method !== 'POST') return text(res, 405, 'method not allowed', { allow: 'POST' });
+        source.drain().then(
+          (finished) => (finished ? text(res, 200, 'drained') : text(res, 504, 'drain timed out')),
+          (err: unknown) => text(res, 500, `drain failed: ${(err as Error).message}`),
+        );
+        return;
+      default:
+        return text(res, 404, 'not found: try /ready, /config_dump, /clusters, /stats, POST /drain');
+    }
+  };
+}
+
+function text(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  const buf = Buffer.from(`${body}\n`);
+  res.writeHead(status, { ...headers, 'content-type': 'text/plain; charset=utf-8', 'content-length': buf.byteLength });
+  res.end(buf);
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const buf = Buffer.from(`${JSON.stringify(body, null, 2)}\n`);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': buf.byteLength });
+  res.end(buf);
+}

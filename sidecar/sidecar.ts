@@ -1,0 +1,411 @@
+/**
+ * The Palisade sidecar: one workload's proxy, configured over xDS.
+ *
+ *   start()
+ *     1. inbound listener binds (bootstrap inbound; port 0 allowed) → the port it advertises
+ *     2. admin and outbound listeners bind (outbound answers 503 "not ready" until step 5)
+ *     3. AdsClient (SotW) with node = sidecarNode(b, inboundPort, ready=false); CDS '*', LDS '*'
+ *     4. every accepted update: EDS follows the EDS clusters CDS names, RDS the route
+ *        configurations the listeners name; ConfigStore recompiles; each swap is applied to
+ *        the ClusterManager
+ *     5. first complete snapshot: ready (/ready 200), the node is re-sent with ready=true (the
+ *        control plane adds this sidecar as an endpoint of its Service), outbound serves
+ *
+ * Outbound: each request takes `store.current` once and keeps it; its route table is the one
+ * the snapshot's outbound listener names (the listener on the bootstrap's outbound port, else
+ * the first listener). Absolute-form targets (`GET http://api:9090/x`, the proxy used as an
+ * HTTP proxy) are routed by the URL's host and path; origin-form by the Host header.
+ *
+ * Inbound: every request goes to the workload (bootstrap workload.address) through a STATIC
+ * (or STRICT_DNS, for a hostname) cluster `inbound|<workload port>||<service>` and a
+ * catch-all route, with the same forwarder. Plain HTTP: mTLS is issue #5.
+ *
+ * drain(): stops accepting on inbound and outbound, tells the control plane it is not ready,
+ * and waits for the requests in flight (up to the drain deadline). close(): stops
+ * everything at once and leaves no handle behind.
+ */
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { create } from '@bufbuild/protobuf';
+import { DurationSchema } from '@bufbuild/protobuf/wkt';
+import type { Logger } from 'pino';
+import { ClusterSchema, Cluster_DiscoveryType, type Cluster } from '../xds/gen/envoy/config/cluster/v3/cluster_pb.js';
+import { RouteConfigurationSchema } from '../xds/gen/envoy/config/route/v3/route_pb.js';
+import { AdsClient } from '../xds/client/ads-client.ts';
+import { edsServiceName, listenerHcms } from '../xds/cache/consistency.ts';
+import type { Listener } from '../xds/gen/envoy/config/listener/v3/listener_pb.js';
+import { CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL } from '../xds/resources/type-urls.ts';
+import type { SidecarBootstrap } from './bootstrap/bootstrap.ts';
+import { sidecarNode } from './bootstrap/node.ts';
+import { ClusterManager } from './config/cluster-manager.ts';
+import { ConfigStore } from './config/config-store.ts';
+import type { SidecarSnapshot } from './config/sidecar-snapshot.ts';
+import { createForwarder, type Forwarder } from './proxy/forward.ts';
+import { compileRouteTable, type RouteTable } from './routing/route-table.ts';
+import { compileCluster } from './upstream/compile-cluster.ts';
+import { UpstreamCluster } from './upstream/upstream-cluster.ts';
+import { HttpListener } from './listeners/http-listener.ts';
+import { adminHandler } from './admin/admin.ts';
+
+/** Default deadline for requests in flight when draining, ms. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
+
+export interface SidecarOptions {
+  /** A validated bootstrap (loadBootstrap). */
+  readonly bootstrap: SidecarBootstrap;
+  readonly logger: Logger;
+  /** Reported to the control plane as the user agent version. Default "dev". */
+  readonly version?: string;
+  /** How long drain() waits for requests in flight, ms. Default DEFAULT_DRAIN_TIMEOUT_MS. */
+  readonly drainTimeoutMs?: number;
+}
+
+/** Where the listeners are bound (host:port). */
+export interface SidecarAddresses {
+  readonly inbound: string;
+  readonly outbound: string;
+  readonly admin: string;
+}
+
+export type SidecarEvents = {
+  /** The first complete configuration is applied and the outbound listener serves. */
+  ready: [snapshot: SidecarSnapshot];
+};
+
+type Phase = 'new' | 'starting' | 'running' | 'draining' | 'closed';
+
+export class Sidecar extends EventEmitter<SidecarEvents> {
+  readonly store = new ConfigStore();
+  readonly clusters = new ClusterManager();
+  readonly #b: SidecarBootstrap;
+  readonly #log: Logger;
+  readonly #version: string;
+  readonly #drainTimeoutMs: number;
+  readonly #inbound = new HttpListener('inbound');
+  readonly #outbound = new HttpListener('outbound');
+  readonly #admin = new HttpListener('admin');
+  readonly #inboundCluster: UpstreamCluster;
+  readonly #inboundTable: RouteTable;
+  readonly #outboundForwarder: Forwarder;
+  readonly #inboundForwarder: Forwarder;
+  #client: AdsClient | null = null;
+  #phase: Phase = 'new';
+  #ready = false;
+  #inboundPort = 0;
+  #addresses: SidecarAddresses | null = null;
+  readonly #eds = new Set<string>();
+  readonly #rds = new Set<string>();
+  readonly #xds = { updates: {} as Record<string, number>, nacks: {} as Record<string, number>, snapshotErrors: 0, connects: 0, disconnects: 0 };
+  #drained: Promise<boolean> | null = null;
+  #closing: Promise<void> | null = null;
+
+  /** Throws for a workload address the inbound cluster cannot be built from. */
+  constructor(options: SidecarOptions) {
+    super();
+    this.#b = options.bootstrap;
+    this.#log = options.logger;
+    this.#version = options.version ?? 'dev';
+    this.#drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+    if (!Number.isInteger(this.#drainTimeoutMs) || this.#drainTimeoutMs < 0) {
+      throw new RangeError(`drainTimeoutMs must be a non-negative integer, got ${this.#drainTimeoutMs}`);
+    }
+    const { cluster, route } = inboundResources(this.#b);
+    const compiled = compileCluster(cluster, undefined);
+    if (!compiled.valid) throw new Error(`inbound cluster ${cluster.name}: ${compiled.errors.join('; ')}`);
+    const table = compileRouteTable(route);
+    if (!table.valid) throw new Error(`inbound route ${route.name}: ${table.errors.join('; ')}`);
+    this.#inboundCluster = new UpstreamCluster(compiled.result);
+    this.#inboundTable = table.result;
+    this.#outboundForwarder = createForwarder({ getCluster: (name) => this.clusters.get(name) });
+    const inboundName = cluster.name;
+    const inboundCluster = this.#inboundCluster;
+    this.#inboundForwarder = createForwarder({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
+    this.#inbound.setHandler((req, res) => this.#inboundForwarder.handle(req, res, this.#inboundTable));
+    this.#admin.setHandler(adminHandler({
+      isReady: () => this.ready,
+      configDump: () => this.configDump(),
+      clusters: () => this.clusterStats(),
+      stats: () => this.stats(),
+      drain: () => this.drain(),
+    }));
+  }
+
+  /** True once the first complete configuration is applied, until drain/close. */
+  get ready(): boolean {
+    return this.#ready && this.#phase === 'running';
+  }
+
+  /** The bound addresses; null before start() resolves. */
+  get addresses(): SidecarAddresses | null {
+    return this.#addresses;
+  }
+
+  /** Resolves when ready (the first complete snapshot applied). */
+  whenReady(): Promise<SidecarSnapshot> {
+    return this.#ready && this.store.current ? Promise.resolve(this.store.current) : new Promise((resolve) => this.once('ready', resolve));
+  }
+
+  /**
+   * Binds the listeners and connects to the control plane; resolves with the bound
+   * addresses, not waiting for the configuration (see whenReady and /ready).
+   */
+  async start(): Promise<SidecarAddresses> {
+    if (this.#phase !== 'new') throw new Error(`the sidecar cannot start: it is ${this.#phase}`);
+    this.#phase = 'starting';
+    const b = this.#b;
+    try {
+      this.#inboundPort = await this.#inbound.listen(b.inbound.address, b.inbound.port);
+      const adminPort = await this.#admin.listen(b.admin.address, b.admin.port);
+      const outboundPort = await this.#outbound.listen(b.outbound.address, b.outbound.port);
+      this.#addresses = {
+        inbound: hostPort(b.inbound.address, this.#inboundPort),
+        outbound: hostPort(b.outbound.address, outboundPort),
+        admin: hostPort(b.admin.address, adminPort),
+      };
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    if (this.#phase !== 'starting') throw new Error('the sidecar was closed while starting');
+
+    this.store.on('swap', (next) => this.#onSwap(next));
+    const client = new AdsClient({
+      address: b.controlPlane.address,
+      protocol: 'sotw',
+      node: sidecarNode(b, this.#inboundPort, false, this.#version),
+    });
+    this.#client = client;
+    client.on('update', (typeUrl) => this.#onUpdate(typeUrl));
+    client.on('nack', (typeUrl, error) => {
+      this.#xds.nacks[typeUrl] = (this.#xds.nacks[typeUrl] ?? 0) + 1;
+      this.#log.warn({ typeUrl, error }, 'xDS update rejected (NACK)');
+    });
+    client.on('connected', () => {
+      this.#xds.connects++;
+      this.#log.info({ controlPlane: b.controlPlane.address }, 'connected to the control plane');
+    });
+    client.on('disconnected', (reason) => {
+      this.#xds.disconnects++;
+      this.#log.warn({ reason }, 'disconnected from the control plane');
+    });
+    client.subscribe(CLUSTER_TYPE_URL, '*');
+    client.subscribe(LISTENER_TYPE_URL, '*');
+    client.start();
+    this.#phase = 'running';
+    this.#log.info({ ...this.#addresses, node: b.node.id, service: `${b.node.namespace}/${b.node.service}` }, 'sidecar started');
+    return this.#addresses!;
+  }
+
+  #onUpdate(typeUrl: string): void {
+    this.#xds.updates[typeUrl] = (this.#xds.updates[typeUrl] ?? 0) + 1;
+    const client = this.#client;
+    if (client === null || this.#phase === 'closed') return;
+    try {
+      this.#syncSubscriptions(client);
+      const r = this.store.applyFrom(client);
+      if (!r.valid) {
+        this.#xds.snapshotErrors++;
+        this.#log.warn({ errors: r.errors }, 'configuration refused; the last good one stays');
+      }
+    } catch (err) {
+      this.#log.error({ err }, 'applying an xDS update failed');
+    }
+  }
+
+  /** EDS for the EDS clusters CDS has, RDS for the route configurations the listeners name. */
+  #syncSubscriptions(client: AdsClient): void {
+    const eds = new Set<string>();
+    for (const r of client.state(CLUSTER_TYPE_URL).resources.values()) {
+      const name = edsServiceName(r.message as Cluster);
+      if (name !== null) eds.add(name);
+    }
+    const rds = new Set<string>();
+    for (const r of client.state(LISTENER_TYPE_URL).resources.values()) {
+      for (const hcm of listenerHcms(r.message as Listener)) {
+        if (hcm.routeSpecifier.case === 'rds') rds.add(hcm.routeSpecifier.value.routeConfigName);
+      }
+    }
+    syncSet(client, ENDPOINT_TYPE_URL, this.#eds, eds);
+    syncSet(client, ROUTE_TYPE_URL, this.#rds, rds);
+  }
+
+  #onSwap(next: SidecarSnapshot): void {
+    if (this.#phase === 'closed') return;
+    try {
+      this.clusters.apply(next);
+    } catch (err) {
+      this.#log.error({ err }, 'applying clusters failed');
+      return;
+    }
+    this.#log.debug({ version: next.version, complete: next.complete, missing: next.missing }, 'configuration applied');
+    if (!next.complete || this.#ready || this.#phase !== 'running') return;
+    this.#ready = true;
+    this.#outbound.setHandler((req, res) => this.#handleOutbound(req, res));
+    try {
+      this.#client?.setNode(sidecarNode(this.#b, this.#inboundPort, true, this.#version));
+    } catch (err) {
+      this.#log.error({ err }, 'reporting readiness to the control plane failed');
+    }
+    this.#log.info({ version: next.version }, 'sidecar ready');
+    this.emit('ready', next);
+  }
+
+  #handleOutbound(req: IncomingMessage, res: ServerResponse): void {
+    const snapshot = this.store.current;
+    const listener = snapshot === null ? undefined
+      : snapshot.listeners.find((l) => l.port === this.#b.outbound.port) ?? snapshot.listeners[0];
+    const table = listener === undefined ? undefined : snapshot!.routeTables.get(listener.routeConfigName);
+    if (table === undefined) {
+      localReply(res, 503, 'no route configuration');
+      return;
+    }
+    const target = req.url ?? '/';
+    if (!target.startsWith('/') && target !== '*') {
+      // Absolute form: the workload uses the sidecar as its HTTP proxy.
+      let url: URL;
+      try {
+        url = new URL(target);
+      } catch {
+        localReply(res, 400, 'bad request target');
+        return;
+      }
+      if (url.protocol !== 'http:') {
+        localReply(res, 400, `unsupported scheme ${url.protocol}`);
+        return;
+      }
+      req.headers.host = url.host;
+      req.url = `${url.pathname}${url.search}`;
+    }
+    this.#outboundForwarder.handle(req, res, table);
+  }
+
+  /**
+   * Stops accepting on inbound and outbound, reports not ready to the control plane and
+   * waits for the requests in flight, at most the drain timeout. Resolves true when they all
+   * finished. Idempotent.
+   */
+  drain(deadlineMs = this.#drainTimeoutMs): Promise<boolean> {
+    if (this.#drained) return this.#drained;
+    if (this.#phase === 'running' || this.#phase === 'starting') this.#phase = 'draining';
+    this.#log.info({ deadlineMs }, 'draining');
+    try {
+      if (this.#client && this.#phase === 'draining') this.#client.setNode(sidecarNode(this.#b, this.#inboundPort, false, this.#version));
+    } catch {
+      // The client is closed already.
+    }
+    this.#drained = Promise.all([this.#inbound.drain(deadlineMs), this.#outbound.drain(deadlineMs)]).then(([a, b]) => {
+      this.#log.info({ finished: a && b }, 'drained');
+      return a && b;
+    });
+    return this.#drained;
+  }
+
+  /** Stops everything: listeners (requests in flight are cut), the xDS stream, the upstream pools. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#phase = 'closed';
+    this.#ready = false;
+    this.#client?.close();
+    this.store.removeAllListeners('swap');
+    await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close()]);
+    await Promise.all([this.clusters.close(), this.#inboundCluster.close()]);
+  }
+
+  /** /config_dump. */
+  configDump(): unknown {
+    const s = this.store.current;
+    return {
+      node: { id: this.#b.node.id, service: `${this.#b.node.namespace}/${this.#b.node.service}` },
+      ready: this.ready,
+      version: s?.version ?? null,
+      complete: s?.complete ?? false,
+      missing: s?.missing ?? null,
+      listeners: s?.listeners ?? [],
+      routeConfigs: s ? [...s.routeTables.keys()].sort() : [],
+      clusters: s ? [...s.clusterConfigs.keys()].sort() : [],
+      versions: s?.versions ?? null,
+      inbound: { cluster: this.#inboundCluster.config.name, workload: this.#b.workload.address },
+    };
+  }
+
+  /** /clusters: the xDS clusters and the inbound one. */
+  clusterStats(): unknown {
+    return { clusters: this.clusters.stats(), inbound: this.#inboundCluster.stats() };
+  }
+
+  /** /stats. */
+  stats(): unknown {
+    return {
+      ready: this.ready,
+      listeners: { inbound: this.#inbound.stats(), outbound: this.#outbound.stats() },
+      xds: {
+        connected: this.#client?.connected ?? false,
+        connects: this.#xds.connects,
+        disconnects: this.#xds.disconnects,
+        updates: { ...this.#xds.updates },
+        nacks: { ...this.#xds.nacks },
+        snapshotErrors: this.#xds.snapshotErrors,
+        snapshotVersion: this.store.current?.version ?? null,
+      },
+    };
+  }
+}
+
+/** The STATIC (or STRICT_DNS) cluster to the workload and a catch-all route to it. */
+function inboundResources(b: SidecarBootstrap): { cluster: Cluster; route: ReturnType<typeof create<typeof RouteConfigurationSchema>> } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(b.workload.address);
+  if (!m) throw new Error(`workload.address must be host:port, got ${JSON.stringify(b.workload.address)}`);
+  const host = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  const name = `inbound|${port}||${b.node.service}`;
+  const cluster = create(ClusterSchema, {
+    name,
+    connectTimeout: create(DurationSchema, { seconds: 5n }),
+    clusterDiscoveryType: { case: 'type', value: isIP(host) === 0 ? Cluster_DiscoveryType.STRICT_DNS : Cluster_DiscoveryType.STATIC },
+    loadAssignment: {
+      clusterName: name,
+      endpoints: [{
+        lbEndpoints: [{
+          hostIdentifier: {
+            case: 'endpoint',
+            value: { address: { address: { case: 'socketAddress', value: { address: host, portSpecifier: { case: 'portValue', value: port } } } } },
+          },
+        }],
+      }],
+    },
+  });
+  const route = create(RouteConfigurationSchema, {
+    name,
+    virtualHosts: [{
+      name: 'inbound', domains: ['*'],
+      routes: [{
+        match: { pathSpecifier: { case: 'prefix', value: '/' } },
+        action: { case: 'route', value: { clusterSpecifier: { case: 'cluster', value: name } } },
+      }],
+    }],
+  });
+  return { cluster, route };
+}
+
+function syncSet(client: AdsClient, typeUrl: string, have: Set<string>, want: Set<string>): void {
+  const add = [...want].filter((n) => !have.has(n));
+  const remove = [...have].filter((n) => !want.has(n));
+  if (add.length > 0) client.subscribe(typeUrl, add);
+  if (remove.length > 0) client.unsubscribe(typeUrl, remove);
+  have.clear();
+  for (const n of want) have.add(n);
+}
+
+function hostPort(address: string, port: number): string {
+  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+function localReply(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
