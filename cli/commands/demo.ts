@@ -26,8 +26,11 @@ Runs Palisade on loopback, all in this process, and shows each part working:
 two gRPC echo backends, a sample configuration (Mesh, Service echo weighted 3:1, Route),
 the control plane serving it over xDS, and a proxyless gRPC client (grpc-js-xds) that
 resolves xds:///echo through it. It counts how the client's calls split across the
-backends, edits the weights to 1:3 and shows the client follow without a restart, then
-lists the connected proxies. Each step prints ✓ or ✗ with the reason.
+backends, edits the weights to 1:3 and shows the client follow without a restart. Then
+two HTTP workloads (frontend, backend) start, each behind a Palisade sidecar that the
+control plane registers as its Service's endpoint, and frontend calls backend through
+both sidecars. Last, it lists the connected proxies. Each step prints ✓ or ✗ with the
+reason.
 
 Then it keeps running, so you can look around (admin URLs are printed), until Ctrl-C.
 
@@ -67,7 +70,7 @@ export function run(argv: string[]): Promise<number> {
 
     const ctx = new DemoContext(options, out);
     try {
-      out('palisade demo: a control plane and a proxyless gRPC client, in this process, on loopback\n');
+      out('palisade demo: a control plane, a proxyless gRPC client and two sidecars, in this process, on loopback\n');
       const result = await runSteps(DEMO_STEPS, ctx, stop.signal);
       out('');
       if (!result.ok) {

@@ -6,6 +6,8 @@
 import type { ControlPlane } from '../../control/control-plane.ts';
 import type { EchoBackend } from './echo-backend.ts';
 import type { DemoClient } from './grpc-client.ts';
+import type { HttpWorkload } from './http-workload.ts';
+import type { Sidecar, SidecarAddresses } from '../../sidecar/sidecar.ts';
 
 export interface DemoOptions {
   /** Run the steps, stop, exit. */
@@ -41,6 +43,10 @@ export class DemoContext {
   /** Bound admin address, host:port. */
   adminAddress: string | undefined;
   client: DemoClient | undefined;
+  /** The sample HTTP workloads (frontend, backend), in HTTP_SERVICES order. */
+  workloads: HttpWorkload[] = [];
+  /** One sidecar per workload, same order, with its bound addresses. */
+  sidecars: Array<{ name: string; nodeId: string; sidecar: Sidecar; addresses: SidecarAddresses }> = [];
   /** Lines for the closing "where to look" block, added by the steps that start something. */
   readonly lookAround: string[] = [];
 

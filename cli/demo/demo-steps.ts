@@ -4,12 +4,16 @@
  * policies, quotas) and the e2e test (test/e2e/demo.test.ts) expects a ✓ line for each.
  */
 import type { DemoStep } from './step.ts';
+import { callThroughSidecars } from './steps/call-through-sidecars.ts';
 import { changeWeights } from './steps/change-weights.ts';
 import { listProxies } from './steps/list-proxies.ts';
+import { registerSidecars } from './steps/register-sidecars.ts';
 import { resolveClient } from './steps/resolve-client.ts';
 import { splitCalls } from './steps/split-calls.ts';
 import { startBackends } from './steps/start-backends.ts';
 import { startControlPlane } from './steps/start-control-plane.ts';
+import { startSidecars } from './steps/start-sidecars.ts';
+import { startWorkloads } from './steps/start-workloads.ts';
 import { writeConfig } from './steps/write-config.ts';
 
 export const DEMO_STEPS: readonly DemoStep[] = Object.freeze([
@@ -19,5 +23,9 @@ export const DEMO_STEPS: readonly DemoStep[] = Object.freeze([
   resolveClient,
   splitCalls,
   changeWeights,
+  startWorkloads,
+  startSidecars,
+  registerSidecars,
+  callThroughSidecars,
   listProxies,
 ]);

@@ -12,6 +12,13 @@ export const ECHO_SERVICE_NAME = 'echo';
 export const MESH_FILE = 'mesh.yaml';
 export const SERVICE_FILE = 'echo.yaml';
 export const ROUTE_FILE = 'route.yaml';
+export const WORKLOADS_FILE = 'workloads.yaml';
+
+/** The HTTP Services the demo's sidecars join, and the ports they are called on. */
+export const HTTP_SERVICES = Object.freeze([
+  { name: 'frontend', port: 8080 },
+  { name: 'backend', port: 9090 },
+]);
 
 export interface SampleEndpoint {
   /** Backend name, written as the endpoint's `backend` label. */
@@ -22,7 +29,7 @@ export interface SampleEndpoint {
 }
 
 export function meshYaml(): string {
-  return `# Mesh-wide settings (used by sidecars, which come later).
+  return `# Mesh-wide settings.
 apiVersion: palisade.dev/v1
 kind: Mesh
 metadata:
@@ -70,9 +77,24 @@ spec:
 `;
 }
 
+export function workloadsYaml(): string {
+  return HTTP_SERVICES.map((s) => `# HTTP Service ${s.name}: no static endpoints; its sidecar registers itself once ready.
+apiVersion: palisade.dev/v1
+kind: Service
+metadata:
+  name: ${s.name}
+  namespace: default
+spec:
+  protocol: http
+  port: ${s.port}
+`).join('---\n');
+}
+
 /** Every sample file, by file name. */
 export function sampleConfig(endpoints: readonly SampleEndpoint[]): Record<string, string> {
-  return { [MESH_FILE]: meshYaml(), [SERVICE_FILE]: serviceYaml(endpoints), [ROUTE_FILE]: routeYaml() };
+  return {
+    [MESH_FILE]: meshYaml(), [SERVICE_FILE]: serviceYaml(endpoints), [ROUTE_FILE]: routeYaml(), [WORKLOADS_FILE]: workloadsYaml(),
+  };
 }
 
 /** Replaces `dir/file` atomically: write a hidden temp file (not loaded), then rename it over. */

@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ECHO_SERVICE_NAME, sampleConfig, writeConfigFile } from '../sample-config.ts';
+import { ECHO_SERVICE_NAME, HTTP_SERVICES, sampleConfig, writeConfigFile } from '../sample-config.ts';
 import type { DemoStep } from '../step.ts';
 import { SAMPLE_BACKENDS } from './start-backends.ts';
 
@@ -22,6 +22,7 @@ export const writeConfig: DemoStep = {
     return [
       `${dir}: ${Object.keys(files).join(', ')}`,
       `Service ${ECHO_SERVICE_NAME}: ${endpoints.map((e) => `${e.name} weight ${e.weight}`).join(', ')}; Route ${ECHO_SERVICE_NAME}: xds:///${ECHO_SERVICE_NAME} → Service ${ECHO_SERVICE_NAME}`,
+      `Services ${HTTP_SERVICES.map((h) => `${h.name} (http, port ${h.port})`).join(' and ')}: no endpoints; their sidecars will register`,
     ];
   },
 };
