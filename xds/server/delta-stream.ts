@@ -15,12 +15,12 @@
  *   when it appears.
  * - Wildcard: legacy (first request subscribes nothing) for LDS/CDS, or an explicit "*".
  */
-import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { DeltaDiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import type { CachedResource } from '../cache/cached-resource.ts';
 import type { Snapshot } from '../cache/snapshot.ts';
 import { encodeDelta } from '../cache/response-bytes.ts';
-import { findResourceType, pushOrder } from '../resources/registry.ts';
+import { pushOrder } from '../resources/registry.ts';
 import { StreamBase, type StreamDeps } from './stream-base.ts';
 
 /** Client holds a name known to be absent (it was told so). */
@@ -55,16 +55,8 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryRequest, Uint8Array> {
   }
 
   protected onRequest(req: DeltaDiscoveryRequest): void {
-    if (!this.join(req.node)) {
-      this.deps.callbacks.onIgnoredRequest?.(this.info, req.typeUrl, 'first request without node');
-      this.fail(status.INVALID_ARGUMENT, 'first DeltaDiscoveryRequest must carry a node');
-      return;
-    }
-    const type = findResourceType(req.typeUrl);
-    if (!type) {
-      this.deps.callbacks.onIgnoredRequest?.(this.info, req.typeUrl, 'unknown type URL');
-      return;
-    }
+    const type = this.admit(req.node, req.typeUrl, 'DeltaDiscoveryRequest');
+    if (!type) return;
     let ts = this.#types.get(req.typeUrl);
     if (!ts) {
       ts = { wildcard: false, names: new Set(), held: new Map(), outstanding: new Map(), nacked: new Map(), retrySingly: new Set() };

@@ -14,7 +14,7 @@
  * - Make-before-break: types are pushed CDS → EDS → LDS → RDS, and clusters dropped from
  *   CDS stay in it until the listeners and routes sent after them are ACKed or NACKed.
  */
-import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import type { CachedResource } from '../cache/cached-resource.ts';
 import { subscriptionKey, type Snapshot } from '../cache/snapshot.ts';
@@ -54,16 +54,8 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
   }
 
   protected onRequest(req: DiscoveryRequest): void {
-    if (!this.join(req.node)) {
-      this.deps.callbacks.onIgnoredRequest?.(this.info, req.typeUrl, 'first request without node');
-      this.fail(status.INVALID_ARGUMENT, 'first DiscoveryRequest must carry a node');
-      return;
-    }
-    const type = findResourceType(req.typeUrl);
-    if (!type) {
-      this.deps.callbacks.onIgnoredRequest?.(this.info, req.typeUrl, 'unknown type URL');
-      return;
-    }
+    const type = this.admit(req.node, req.typeUrl, 'DiscoveryRequest');
+    if (!type) return;
     let ts = this.#types.get(req.typeUrl);
     const first = ts === undefined;
     if (!ts) {

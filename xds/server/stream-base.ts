@@ -3,7 +3,8 @@
  * names a node, watching that group's snapshot, writing with backpressure awareness,
  * and tearing down once.
  */
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { findResourceType, type ResourceType } from '../resources/registry.ts';
 import type { Node } from '../gen/envoy/config/core/v3/base_pb.js';
 import type { Snapshot } from '../cache/snapshot.ts';
 import type { SnapshotCache } from '../cache/snapshot-cache.ts';
@@ -89,6 +90,21 @@ export abstract class StreamBase<Req, Res> {
     });
     this.deps.callbacks.onStreamNode?.(this.info);
     return true;
+  }
+
+  /**
+   * The checks every request passes first: the stream has a node (else it is closed with
+   * INVALID_ARGUMENT) and the type URL is registered (else the request is ignored).
+   */
+  protected admit(node: Node | undefined, typeUrl: string, what: string): ResourceType | undefined {
+    if (!this.join(node)) {
+      this.deps.callbacks.onIgnoredRequest?.(this.info, typeUrl, 'first request without node');
+      this.fail(status.INVALID_ARGUMENT, `first ${what} must carry a node`);
+      return undefined;
+    }
+    const type = findResourceType(typeUrl);
+    if (!type) this.deps.callbacks.onIgnoredRequest?.(this.info, typeUrl, 'unknown type URL');
+    return type;
   }
 
   protected snapshot(): Snapshot | undefined {
