@@ -91,6 +91,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   readonly #inboundForwarder: Forwarder;
   #client: AdsClient | null = null;
   #phase: Phase = 'new';
+  /** The outbound listener's route table in store.current, found once per swap, not per request. */
+  #outboundTable: RouteTable | undefined;
   #ready = false;
   #inboundPort = 0;
   #addresses: SidecarAddresses | null = null;
@@ -231,6 +233,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   }
 
   #onSwap(next: SidecarSnapshot): void {
+    const listener = next.listeners.find((l) => l.port === this.#b.outbound.port) ?? next.listeners[0];
+    this.#outboundTable = listener === undefined ? undefined : next.routeTables.get(listener.routeConfigName);
     if (this.#phase === 'closed') return;
     try {
       this.clusters.apply(next);
@@ -252,10 +256,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   }
 
   #handleOutbound(req: IncomingMessage, res: ServerResponse): void {
-    const snapshot = this.store.current;
-    const listener = snapshot === null ? undefined
-      : snapshot.listeners.find((l) => l.port === this.#b.outbound.port) ?? snapshot.listeners[0];
-    const table = listener === undefined ? undefined : snapshot!.routeTables.get(listener.routeConfigName);
+    const table = this.#outboundTable;
     if (table === undefined) {
       localReply(res, 503, 'no route configuration');
       return;

@@ -21,6 +21,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
+import { deepFreeze } from '../../xds/deep-freeze.ts';
 import { PalisadeError } from '../../xds/errors.ts';
 
 export interface SidecarBootstrap {
@@ -241,10 +242,3 @@ function hostPort(obj: Obj, path: string, report: (p: string, m: string) => void
   return v as string;
 }
 
-function deepFreeze<T>(v: T): T {
-  if (typeof v === 'object' && v !== null) {
-    for (const x of Object.values(v)) deepFreeze(x);
-    Object.freeze(v);
-  }
-  return v;
-}

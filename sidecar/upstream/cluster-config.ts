@@ -147,11 +147,4 @@ export const CLUSTER_DEFAULTS = Object.freeze({
   dnsRefreshRateMs: 5000,
 });
 
-/** Freezes `value` and everything reachable from it; returns it. */
-export function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
+export { deepFreeze } from '../../xds/deep-freeze.ts';

@@ -183,11 +183,4 @@ export function presentKeys(value: object, keys: readonly string[]): string[] {
   return keys.filter((k) => (value as Record<string, unknown>)[k] !== undefined);
 }
 
-/** Freezes `value` and everything reachable from it; returns it. */
-export function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
+export { deepFreeze } from '../../../xds/deep-freeze.ts';

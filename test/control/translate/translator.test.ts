@@ -3,13 +3,10 @@
  * protoc-gen-validate rules (Envoy would accept it), and carries what the desired state says.
  */
 import { describe, expect, it } from 'vitest';
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { anyUnpack } from '@bufbuild/protobuf/wkt';
 import type { Message } from '@bufbuild/protobuf';
-import { parseConfig } from '../../../control/config/parse.ts';
-import { buildState, type DesiredState } from '../../../control/config/state.ts';
-import type { Resource } from '../../../control/config/schema.ts';
+import type { DesiredState } from '../../../control/config/state.ts';
+import { fixtureFiles, stateFrom } from '../../helpers/desired-state.ts';
 import { translate } from '../../../control/translate/translator.ts';
 import type { ClientKind } from '../../../control/translate/node-kind.ts';
 import { getResourceType, TYPE_REGISTRY } from '../../../xds/resources/registry.ts';
@@ -27,21 +24,7 @@ import { HttpConnectionManagerSchema } from '../../../xds/gen/envoy/extensions/f
 import { Snapshot } from '../../../xds/cache/snapshot.ts';
 import { inconsistencies } from '../../../xds/cache/consistency.ts';
 
-const FIXTURES = join(import.meta.dirname, '../../fixtures/config');
-
-function stateFrom(texts: Record<string, string>): DesiredState {
-  const resources: Resource[] = [];
-  for (const [file, text] of Object.entries(texts)) {
-    const r = parseConfig(text, file);
-    if (!r.valid) throw new Error(JSON.stringify(r.errors));
-    resources.push(...r.result);
-  }
-  const s = buildState(resources);
-  if (!s.valid) throw new Error(JSON.stringify(s.errors));
-  return s.result;
-}
-
-const fixtureState = () => stateFrom(Object.fromEntries(readdirSync(FIXTURES).map((f) => [f, readFileSync(join(FIXTURES, f), 'utf8')])));
+const fixtureState = () => stateFrom(fixtureFiles());
 
 /** Exercises every translation branch: subsets, weights, regex, headers, method, faults, retries, DNS. */
 const RICH = {

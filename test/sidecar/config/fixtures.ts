@@ -1,11 +1,7 @@
 /** Real translated sidecar resources for the fixture config, as an AdsClient would hold them. */
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { clone, toBinary, type Message } from '@bufbuild/protobuf';
-import { parseConfig } from '../../../control/config/parse.ts';
-import { buildState } from '../../../control/config/state.ts';
-import type { Resource } from '../../../control/config/schema.ts';
+import { fixtureFiles, stateFrom } from '../../helpers/desired-state.ts';
 import { translate } from '../../../control/translate/translator.ts';
 import type { XdsResource } from '../../../xds/client/subscriptions.ts';
 import { getResourceType } from '../../../xds/resources/registry.ts';
@@ -15,14 +11,10 @@ import {
 } from '../../../xds/resources/type-urls.ts';
 import type { SnapshotInput } from '../../../sidecar/config/sidecar-snapshot.ts';
 
-export const FIXTURES = join(import.meta.dirname, '../../fixtures/config');
 export const ECHO = 'outbound|50051||echo.default';
 export const WEB = 'outbound|8080||web.default';
 
-/** The fixture config's files, name → text. */
-export function fixtureFiles(): Record<string, string> {
-  return Object.fromEntries(readdirSync(FIXTURES).map((f) => [f, readFileSync(join(FIXTURES, f), 'utf8')]));
-}
+export { fixtureFiles };
 
 /** A resource as the AdsClient holds it; the version is a hash of its bytes, as delta xDS gives. */
 export function held(typeUrl: string, message: Message): XdsResource {
@@ -39,15 +31,7 @@ function byName(typeUrl: string, list: Message[] | undefined): Map<string, XdsRe
 
 /** The real translator's output for the fixture config, for a sidecar in `default`, as snapshot input. */
 export function fixtureInput(): { listeners: Map<string, XdsResource>; routes: Map<string, XdsResource>; clusters: Map<string, XdsResource>; endpoints: Map<string, XdsResource> } {
-  const resources: Resource[] = [];
-  for (const [file, text] of Object.entries(fixtureFiles())) {
-    const r = parseConfig(text, file);
-    if (!r.valid) throw new Error(JSON.stringify(r.errors));
-    resources.push(...r.result);
-  }
-  const state = buildState(resources);
-  if (!state.valid) throw new Error(JSON.stringify(state.errors));
-  const out = translate(state.result, { kind: 'sidecar', namespace: 'default' });
+  const out = translate(stateFrom(fixtureFiles()), { kind: 'sidecar', namespace: 'default' });
   return {
     listeners: byName(LISTENER_TYPE_URL, out[LISTENER_TYPE_URL]),
     routes: byName(ROUTE_TYPE_URL, out[ROUTE_TYPE_URL]),

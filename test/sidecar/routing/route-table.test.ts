@@ -6,9 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { anyPack, DurationSchema } from '@bufbuild/protobuf/wkt';
 import { create } from '@bufbuild/protobuf';
-import { parseConfig } from '../../../control/config/parse.ts';
-import { buildState, type DesiredState } from '../../../control/config/state.ts';
-import type { Resource } from '../../../control/config/schema.ts';
+import type { DesiredState } from '../../../control/config/state.ts';
+import { stateFrom } from '../../helpers/desired-state.ts';
 import { translate } from '../../../control/translate/translator.ts';
 import type { ClientKind } from '../../../control/translate/node-kind.ts';
 import { ROUTE_TYPE_URL } from '../../../xds/resources/type-urls.ts';
@@ -449,13 +448,7 @@ spec:
   const V1 = 'outbound|9080|version=v1|reviews.shop';
   const V2 = 'outbound|9080|version=v2|reviews.shop';
 
-  function state(): DesiredState {
-    const parsed = parseConfig(CONFIG, 'routing.yaml');
-    if (!parsed.valid) throw new Error(JSON.stringify(parsed.errors));
-    const s = buildState(parsed.result as Resource[]);
-    if (!s.valid) throw new Error(JSON.stringify(s.errors));
-    return s.result;
-  }
+  const state = (): DesiredState => stateFrom({ 'routing.yaml': CONFIG });
   const rds = (kind: ClientKind) => translate(state(), { kind, namespace: 'shop' })[ROUTE_TYPE_URL]![0] as RouteConfiguration;
   const table = compile(rds('sidecar'));
   const canary = headers({ 'x-canary': 'yes' });
