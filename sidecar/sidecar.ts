@@ -20,32 +20,36 @@
  * (or STRICT_DNS, for a hostname) cluster `inbound|<workload port>||<service>` and a
  * catch-all route, with the same forwarder. Plain HTTP: mTLS is issue #5.
  *
+ * Worker mode (`worker` option; `--workers N`, sidecar/workers/): no admin listener and no xDS
+ * stream; inbound and outbound bind the ports the primary gives with SO_REUSEPORT, and the
+ * configuration arrives through `store.apply()` (possibly before start(): a restarted worker
+ * binds already configured and ready).
+ *
  * drain(): stops accepting on inbound and outbound, tells the control plane it is not ready,
  * and waits for the requests in flight (up to the drain deadline). close(): stops
  * everything at once and leaves no handle behind.
  */
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { create } from '@bufbuild/protobuf';
 import { DurationSchema } from '@bufbuild/protobuf/wkt';
 import type { Logger } from 'pino';
 import { ClusterSchema, Cluster_DiscoveryType, type Cluster } from '../xds/gen/envoy/config/cluster/v3/cluster_pb.js';
 import { RouteConfigurationSchema } from '../xds/gen/envoy/config/route/v3/route_pb.js';
 import { AdsClient } from '../xds/client/ads-client.ts';
-import { edsServiceName, listenerHcms } from '../xds/cache/consistency.ts';
-import type { Listener } from '../xds/gen/envoy/config/listener/v3/listener_pb.js';
-import { CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL } from '../xds/resources/type-urls.ts';
+import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL } from '../xds/resources/type-urls.ts';
 import type { SidecarBootstrap } from './bootstrap/bootstrap.ts';
 import { sidecarNode } from './bootstrap/node.ts';
 import { ClusterManager } from './config/cluster-manager.ts';
 import { ConfigStore } from './config/config-store.ts';
+import { DependentSubscriptions } from './config/dependent-subscriptions.ts';
 import type { SidecarSnapshot } from './config/sidecar-snapshot.ts';
 import { createForwarder, type Forwarder } from './proxy/forward.ts';
+import { createUpgrader, INBOUND_UPGRADE_TYPES, refuseUpgrade } from './proxy/upgrade.ts';
 import { compileRouteTable, type RouteTable } from './routing/route-table.ts';
 import { compileCluster } from './upstream/compile-cluster.ts';
 import { UpstreamCluster } from './upstream/upstream-cluster.ts';
-import { HttpListener } from './listeners/http-listener.ts';
+import { HttpListener, type DownstreamRequest, type DownstreamResponse } from './listeners/http-listener.ts';
 import { adminHandler } from './admin/admin.ts';
 
 /** Default deadline for requests in flight when draining, ms. */
@@ -59,6 +63,14 @@ export interface SidecarOptions {
   readonly version?: string;
   /** How long drain() waits for requests in flight, ms. Default DEFAULT_DRAIN_TIMEOUT_MS. */
   readonly drainTimeoutMs?: number;
+  // --- workers (sidecar/workers/) ---
+  /**
+   * Run as one worker process of a `--workers N` sidecar: bind inbound and outbound on these
+   * ports with SO_REUSEPORT (0: any, the primary then hands the bound port to the other
+   * workers), no admin listener, no xDS stream (the primary feeds `store.apply()`).
+   */
+  readonly worker?: { readonly inboundPort: number; readonly outboundPort: number };
+  // --- end workers ---
 }
 
 /** Where the listeners are bound (host:port). */
@@ -82,6 +94,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   readonly #log: Logger;
   readonly #version: string;
   readonly #drainTimeoutMs: number;
+  /** Worker mode (SidecarOptions.worker): null for a single-process sidecar. */
+  readonly #worker: { readonly inboundPort: number; readonly outboundPort: number } | null;
   readonly #inbound = new HttpListener('inbound');
   readonly #outbound = new HttpListener('outbound');
   readonly #admin = new HttpListener('admin');
@@ -93,11 +107,12 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   #phase: Phase = 'new';
   /** The outbound listener's route table in store.current, found once per swap, not per request. */
   #outboundTable: RouteTable | undefined;
+  /** The upgrade types (`upgrade_configs`) of that listener's HCM. */
+  #outboundUpgrades: readonly string[] = [];
   #ready = false;
   #inboundPort = 0;
   #addresses: SidecarAddresses | null = null;
-  readonly #eds = new Set<string>();
-  readonly #rds = new Set<string>();
+  readonly #subscriptions = new DependentSubscriptions();
   readonly #xds = { updates: {} as Record<string, number>, nacks: {} as Record<string, number>, snapshotErrors: 0, connects: 0, disconnects: 0 };
   #drained: Promise<boolean> | null = null;
   #closing: Promise<void> | null = null;
@@ -109,6 +124,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#log = options.logger;
     this.#version = options.version ?? 'dev';
     this.#drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+    this.#worker = options.worker ?? null;
     if (!Number.isInteger(this.#drainTimeoutMs) || this.#drainTimeoutMs < 0) {
       throw new RangeError(`drainTimeoutMs must be a non-negative integer, got ${this.#drainTimeoutMs}`);
     }
@@ -124,6 +140,15 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     const inboundCluster = this.#inboundCluster;
     this.#inboundForwarder = createForwarder({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
     this.#inbound.setHandler((req, res) => this.#inboundForwarder.handle(req, res, this.#inboundTable));
+    // Upgrades (WebSocket): inbound always lets them through to the workload; outbound as its HCM says.
+    const inboundUpgrader = createUpgrader({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
+    this.#inbound.setUpgradeHandler((req, socket, head, respond) => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond));
+    const outboundUpgrader = createUpgrader({ getCluster: (name) => this.clusters.get(name) });
+    this.#outbound.setUpgradeHandler((req, socket, head, respond) => {
+      const table = this.#ready ? this.#outboundTable : undefined;
+      if (table === undefined) refuseUpgrade(socket, respond, 503, this.#ready ? 'no route configuration' : 'not ready');
+      else outboundUpgrader.upgrade(req, socket, head, table, this.#outboundUpgrades, respond);
+    });
     this.#admin.setHandler(adminHandler({
       isReady: () => this.ready,
       configDump: () => this.configDump(),
@@ -131,6 +156,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       stats: () => this.stats(),
       drain: () => this.drain(),
     }));
+    // Registered here, not in start(): a worker may be configured before it binds.
+    this.store.on('swap', (next) => this.#onSwap(next));
   }
 
   /** True once the first complete configuration is applied, until drain/close. */
@@ -157,21 +184,31 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#phase = 'starting';
     const b = this.#b;
     try {
-      this.#inboundPort = await this.#inbound.listen(b.inbound.address, b.inbound.port);
-      const adminPort = await this.#admin.listen(b.admin.address, b.admin.port);
-      const outboundPort = await this.#outbound.listen(b.outbound.address, b.outbound.port);
+      // --- workers: a worker binds the primary's ports with SO_REUSEPORT and has no admin listener ---
+      const w = this.#worker;
+      const reuse = { reusePort: w !== null };
+      this.#inboundPort = await this.#inbound.listen(b.inbound.address, w?.inboundPort ?? b.inbound.port, reuse);
+      const adminPort = w !== null ? 0 : await this.#admin.listen(b.admin.address, b.admin.port);
+      const outboundPort = await this.#outbound.listen(b.outbound.address, w?.outboundPort ?? b.outbound.port, reuse);
+      // --- end workers ---
       this.#addresses = {
         inbound: hostPort(b.inbound.address, this.#inboundPort),
         outbound: hostPort(b.outbound.address, outboundPort),
-        admin: hostPort(b.admin.address, adminPort),
+        admin: w !== null ? '' : hostPort(b.admin.address, adminPort),
       };
     } catch (err) {
       await this.close();
       throw err;
     }
     if (this.#phase !== 'starting') throw new Error('the sidecar was closed while starting');
+    // --- workers: no xDS stream; the configuration comes from the primary ---
+    if (this.#worker !== null) {
+      this.#phase = 'running';
+      if (this.#ready) this.emit('ready', this.store.current!);
+      return this.#addresses!;
+    }
+    // --- end workers ---
 
-    this.store.on('swap', (next) => this.#onSwap(next));
     const client = new AdsClient({
       address: b.controlPlane.address,
       protocol: 'sotw',
@@ -204,7 +241,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     const client = this.#client;
     if (client === null || this.#phase === 'closed') return;
     try {
-      this.#syncSubscriptions(client);
+      this.#subscriptions.sync(client);
       const r = this.store.applyFrom(client);
       if (!r.valid) {
         this.#xds.snapshotErrors++;
@@ -215,26 +252,10 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     }
   }
 
-  /** EDS for the EDS clusters CDS has, RDS for the route configurations the listeners name. */
-  #syncSubscriptions(client: AdsClient): void {
-    const eds = new Set<string>();
-    for (const r of client.state(CLUSTER_TYPE_URL).resources.values()) {
-      const name = edsServiceName(r.message as Cluster);
-      if (name !== null) eds.add(name);
-    }
-    const rds = new Set<string>();
-    for (const r of client.state(LISTENER_TYPE_URL).resources.values()) {
-      for (const hcm of listenerHcms(r.message as Listener)) {
-        if (hcm.routeSpecifier.case === 'rds') rds.add(hcm.routeSpecifier.value.routeConfigName);
-      }
-    }
-    syncSet(client, ENDPOINT_TYPE_URL, this.#eds, eds);
-    syncSet(client, ROUTE_TYPE_URL, this.#rds, rds);
-  }
-
   #onSwap(next: SidecarSnapshot): void {
     const listener = next.listeners.find((l) => l.port === this.#b.outbound.port) ?? next.listeners[0];
     this.#outboundTable = listener === undefined ? undefined : next.routeTables.get(listener.routeConfigName);
+    this.#outboundUpgrades = listener?.upgradeTypes ?? [];
     if (this.#phase === 'closed') return;
     try {
       this.clusters.apply(next);
@@ -243,9 +264,11 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       return;
     }
     this.#log.debug({ version: next.version, complete: next.complete, missing: next.missing }, 'configuration applied');
-    if (!next.complete || this.#ready || this.#phase !== 'running') return;
+    // A worker may get its configuration before start() ('new'): it binds ready.
+    if (!next.complete || this.#ready || this.#phase === 'draining') return;
     this.#ready = true;
     this.#outbound.setHandler((req, res) => this.#handleOutbound(req, res));
+    if (this.#phase !== 'running') return;
     try {
       this.#client?.setNode(sidecarNode(this.#b, this.#inboundPort, true, this.#version));
     } catch (err) {
@@ -255,7 +278,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.emit('ready', next);
   }
 
-  #handleOutbound(req: IncomingMessage, res: ServerResponse): void {
+  #handleOutbound(req: DownstreamRequest, res: DownstreamResponse): void {
     const table = this.#outboundTable;
     if (table === undefined) {
       localReply(res, 503, 'no route configuration');
@@ -393,20 +416,11 @@ function inboundResources(b: SidecarBootstrap): { cluster: Cluster; route: Retur
   return { cluster, route };
 }
 
-function syncSet(client: AdsClient, typeUrl: string, have: Set<string>, want: Set<string>): void {
-  const add = [...want].filter((n) => !have.has(n));
-  const remove = [...have].filter((n) => !want.has(n));
-  if (add.length > 0) client.subscribe(typeUrl, add);
-  if (remove.length > 0) client.unsubscribe(typeUrl, remove);
-  have.clear();
-  for (const n of want) have.add(n);
-}
-
 function hostPort(address: string, port: number): string {
   return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-function localReply(res: ServerResponse, status: number, body: string): void {
+function localReply(res: DownstreamResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }

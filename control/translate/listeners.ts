@@ -1,7 +1,9 @@
 /**
  * Listeners: Envoy and sidecars get one outbound listener (HttpConnectionManager over RDS
- * "outbound"); proxyless gRPC clients get one api_listener per hostname they may dial
- * (`xds:///<host>` asks LDS for "<host>"), each pointing at the same route configuration.
+ * "outbound", WebSocket upgrades enabled as Istio enables them on every sidecar listener);
+ * proxyless gRPC clients get one api_listener per hostname they may dial (`xds:///<host>`
+ * asks LDS for "<host>"), each pointing at the same route configuration, without
+ * `upgrade_configs` (gRPC has no upgrades).
  */
 import { create } from '@bufbuild/protobuf';
 import { anyPack } from '@bufbuild/protobuf/wkt';
@@ -18,7 +20,10 @@ import { OUTBOUND_ADDRESS, OUTBOUND_LISTENER, OUTBOUND_PORT, OUTBOUND_ROUTE } fr
 export const HCM_FILTER_NAME = 'envoy.filters.network.http_connection_manager';
 export const ROUTER_FILTER_NAME = 'envoy.filters.http.router';
 
-function hcm(statPrefix: string, usesFault: boolean): HttpConnectionManager {
+/** The upgrade types the outbound listener lets through; Envoy refuses others with 403. */
+export const UPGRADE_TYPES: readonly string[] = ['websocket'];
+
+function hcm(statPrefix: string, usesFault: boolean, upgradeTypes: readonly string[]): HttpConnectionManager {
   const filters = [];
   if (usesFault) {
     filters.push({ name: FAULT_FILTER_NAME, configType: { case: 'typedConfig' as const, value: anyPack(HTTPFaultSchema, create(HTTPFaultSchema)) } });
@@ -30,6 +35,7 @@ function hcm(statPrefix: string, usesFault: boolean): HttpConnectionManager {
     codecType: HttpConnectionManager_CodecType.AUTO,
     routeSpecifier: { case: 'rds', value: { configSource: ADS_SOURCE, routeConfigName: OUTBOUND_ROUTE } },
     httpFilters: filters,
+    upgradeConfigs: upgradeTypes.map((upgradeType) => ({ upgradeType })),
   });
 }
 
@@ -38,12 +44,12 @@ export function outboundListener(usesFault: boolean): Listener {
     name: OUTBOUND_LISTENER,
     address: { address: { case: 'socketAddress', value: { address: OUTBOUND_ADDRESS, portSpecifier: { case: 'portValue', value: OUTBOUND_PORT } } } },
     filterChains: [{
-      filters: [{ name: HCM_FILTER_NAME, configType: { case: 'typedConfig', value: anyPack(HttpConnectionManagerSchema, hcm('outbound', usesFault)) } }],
+      filters: [{ name: HCM_FILTER_NAME, configType: { case: 'typedConfig', value: anyPack(HttpConnectionManagerSchema, hcm('outbound', usesFault, UPGRADE_TYPES)) } }],
     }],
   });
 }
 
 export function grpcListeners(hosts: readonly string[], usesFault: boolean): Listener[] {
-  const api = anyPack(HttpConnectionManagerSchema, hcm('grpc', usesFault));
+  const api = anyPack(HttpConnectionManagerSchema, hcm('grpc', usesFault, []));
   return [...hosts].sort().map((host) => create(ListenerSchema, { name: host, apiListener: { apiListener: api } }));
 }

@@ -10,9 +10,12 @@
  *   POST /drain        stop accepting on inbound and outbound, let requests in flight finish,
  *                      then answer 200 "drained" (or 504 "drain timed out" after the drain deadline)
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { DownstreamRequest, DownstreamResponse } from '../listeners/http-listener.ts';
 
-/** What the admin endpoint reads from the sidecar. */
+/**
+ * What the admin endpoint reads from the sidecar. The JSON sources may answer with a promise:
+ * the primary of a `--workers N` sidecar asks its workers over IPC (sidecar/workers/).
+ */
 export interface AdminSource {
   isReady(): boolean;
   configDump(): unknown;
@@ -22,13 +25,18 @@ export interface AdminSource {
   drain(): Promise<boolean>;
 }
 
-export function adminHandler(source: AdminSource): (req: IncomingMessage, res: ServerResponse) => void {
+export function adminHandler(source: AdminSource): (req: DownstreamRequest, res: DownstreamResponse) => void {
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const method = req.method ?? 'GET';
     const readOnly = (body: () => unknown) => {
       if (method !== 'GET' && method !== 'HEAD') return text(res, 405, 'method not allowed', { allow: 'GET, HEAD' });
-      return json(res, 200, body());
+      const value = body();
+      if (!(value instanceof Promise)) return json(res, 200, value);
+      value.then(
+        (v: unknown) => json(res, 200, v),
+        (err: unknown) => text(res, 500, `admin request failed: ${(err as Error).message}`),
+      );
     };
     switch (path) {
       case '/ready':
@@ -53,14 +61,22 @@ export function adminHandler(source: AdminSource): (req: IncomingMessage, res: S
   };
 }
 
-function text(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
-  const buf = Buffer.from(`${body}\n`);
-  res.writeHead(status, { ...headers, 'content-type': 'text/plain; charset=utf-8', 'content-length': buf.byteLength });
-  res.end(buf);
+/** What admin replies use of a response; HTTP/1's ServerResponse and HTTP/2's compat response both have it. */
+interface Reply {
+  writeHead(status: number, headers: Record<string, string | number>): unknown;
+  end(body: Buffer): unknown;
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function text(res: DownstreamResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  const buf = Buffer.from(`${body}\n`);
+  const r = res as unknown as Reply;
+  r.writeHead(status, { ...headers, 'content-type': 'text/plain; charset=utf-8', 'content-length': buf.byteLength });
+  r.end(buf);
+}
+
+function json(res: DownstreamResponse, status: number, body: unknown): void {
   const buf = Buffer.from(`${JSON.stringify(body, null, 2)}\n`);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': buf.byteLength });
-  res.end(buf);
+  const r = res as unknown as Reply;
+  r.writeHead(status, { 'content-type': 'application/json', 'content-length': buf.byteLength });
+  r.end(buf);
 }

@@ -62,13 +62,18 @@ export class ConfigStore extends EventEmitter<ConfigStoreEvents> {
 
   /** `apply` with the LDS, RDS, CDS and EDS states `client` holds now. */
   applyFrom(client: AdsClient): SnapshotResult {
-    const l = client.state(LISTENER_TYPE_URL);
-    const r = client.state(ROUTE_TYPE_URL);
-    const c = client.state(CLUSTER_TYPE_URL);
-    const e = client.state(ENDPOINT_TYPE_URL);
-    return this.apply({
-      listeners: l.resources, routes: r.resources, clusters: c.resources, endpoints: e.resources,
-      typeVersions: { listeners: l.version, routes: r.version, clusters: c.version, endpoints: e.version },
-    });
+    return this.apply(snapshotInput(client));
   }
+}
+
+/** The LDS, RDS, CDS and EDS states `client` holds now, as a snapshot's input. */
+export function snapshotInput(client: AdsClient): SnapshotInput {
+  const l = client.state(LISTENER_TYPE_URL);
+  const r = client.state(ROUTE_TYPE_URL);
+  const c = client.state(CLUSTER_TYPE_URL);
+  const e = client.state(ENDPOINT_TYPE_URL);
+  return {
+    listeners: l.resources, routes: r.resources, clusters: c.resources, endpoints: e.resources,
+    typeVersions: { listeners: l.version, routes: r.version, clusters: c.version, endpoints: e.version },
+  };
 }

@@ -59,6 +59,8 @@ export interface ListenerConfig {
   readonly routeConfigName: string;
   /** The HCM's HTTP filter names, in order (the router last). */
   readonly httpFilters: readonly string[];
+  /** The upgrade types the HCM enables (`upgrade_configs`, `enabled` not false), lowercase: `websocket`. */
+  readonly upgradeTypes: readonly string[];
 }
 
 /** One resource's name and version, for /config_dump. */
@@ -230,6 +232,7 @@ function compileListener(name: string, listener: Listener, errors: string[]): Li
     port,
     routeConfigName: hcm.routeSpecifier.value.routeConfigName,
     httpFilters: hcm.httpFilters.map((f) => f.name),
+    upgradeTypes: hcm.upgradeConfigs.filter((u) => u.enabled !== false).map((u) => u.upgradeType.toLowerCase()),
   };
 }
 

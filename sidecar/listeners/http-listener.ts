@@ -1,8 +1,19 @@
 /**
- * One of the sidecar's HTTP/1.1 listeners (inbound, outbound): a node:http server that
- * counts requests and response code classes, knows how many requests are in flight, and
- * drains: stop accepting, let the requests in flight finish (up to a deadline), then close
- * every connection.
+ * One of the sidecar's listeners (inbound, outbound, admin): HTTP/1.1 and HTTP/2 on one port,
+ * as Envoy's HttpConnectionManager with `codec_type: AUTO`. It counts requests and response
+ * code classes, knows how many requests are in flight, and drains: stop accepting, let the
+ * requests in flight finish (up to a deadline), then close every connection.
+ *
+ *   accept ─┬─ plaintext: sniff the first 24 bytes ─┬─ "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" → node:http2 server (h2c)
+ *           │                                      └─ anything else (at the first byte that differs) → node:http server
+ *           └─ TLS: ALPN "h2" → node:http2 server; "http/1.1" or no ALPN → node:https
+ *
+ * The node:http (or, with `tls`, node:https) server is the one that listens: its own
+ * connection listener is taken off and called by the sniffer for HTTP/1 sockets (after the
+ * sniffed bytes are unshifted), so Node's HTTP/1 machinery (timeouts, closeIdleConnections)
+ * works unchanged; HTTP/2 sockets are emitted to an http2 server that never listens itself.
+ * Both hand (req, res) to one handler: http.IncomingMessage / ServerResponse or the http2
+ * compat Http2ServerRequest / Http2ServerResponse.
  *
  * Malformed requests are refused as Envoy's HTTP/1 codec does: Node's strict parser (llhttp;
  * `insecureHTTPParser` stays off) rejects bad header names and values, conflicting
@@ -16,10 +27,31 @@
  * (Envoy's delayed close), so the client reads the reply instead of a reset. Responses to
  * requests received before the malformed bytes (pipelined, keep-alive) finish first; when
  * the malformed bytes belong to a request whose response already started, or the socket is no
- * longer writable, the connection is closed without a reply.
+ * longer writable, the connection is closed without a reply. Where Node accepts what Envoy's
+ * defaults refuse, the listener refuses it the same way: HTTP/1.0 (`426 Upgrade Required`,
+ * Envoy's `accept_http_10: false`), a Transfer-Encoding other than `chunked`
+ * (`501 Not Implemented`), more than MAX_HEADERS_COUNT headers (`431`).
+ *
+ * HTTP/2 framing errors are nghttp2's: a protocol error ends the session with GOAWAY, a bad
+ * stream is reset. Session and stream 'error's are handled here so nothing reaches the
+ * process. nghttp2 resets (PROTOCOL_ERROR) a request without `:authority` or `host`; one that
+ * would still get here gets 400.
+ *
+ * Upgrades: an HTTP/1.1 request with `Connection: upgrade` and an `Upgrade` other than `h2c`
+ * goes to the upgrade handler (setUpgradeHandler) with the raw socket; without one it is an
+ * ordinary request (the forwarder drops the Upgrade header). `Upgrade: h2c` is never an
+ * upgrade: as Envoy, the request is served as HTTP/1.1.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { constants as h2constants, createServer as createHttp2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { sniffPreface } from './preface-sniffer.ts';
+import { MAX_HEADERS_COUNT, refusalBody, refusalStatus, rejectReply, rejectStatus } from './refusals.ts';
+
+export { MAX_HEADERS_COUNT };
 
 /** Envoy's default `max_request_headers_kb` (60 KiB): the request line and headers together. */
 export const DEFAULT_MAX_HEADER_BYTES = 60 * 1024;
@@ -30,13 +62,26 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
 /** After a rejection reply, how long the half-closed socket waits for the peer to close, ms (Envoy's `delayed_close_timeout`). */
 export const LINGER_MS = 1000;
 
+const NGHTTP2_NO_ERROR = h2constants.NGHTTP2_NO_ERROR;
+
+export interface HttpListenerTlsOptions {
+  /** PEM private key. */
+  readonly key: string | Buffer;
+  /** PEM certificate chain. */
+  readonly cert: string | Buffer;
+}
+
 export interface HttpListenerOptions {
-  /** Largest request line plus header block accepted, bytes; larger gets 431. Default DEFAULT_MAX_HEADER_BYTES. */
+  /** Largest request line plus header block accepted, bytes; larger gets 431. Also HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE. Default DEFAULT_MAX_HEADER_BYTES. */
   readonly maxHeaderBytes?: number;
-  /** Default DEFAULT_HEADERS_TIMEOUT_MS; past it the client gets 408 and the connection closes. */
+  /** Default DEFAULT_HEADERS_TIMEOUT_MS; past it the client gets 408 and the connection closes. Also bounds the preface sniff. */
   readonly headersTimeoutMs?: number;
   /** Default DEFAULT_REQUEST_TIMEOUT_MS; past it the client gets 408 (unless a response started) and the connection closes. Node requires it ≥ headersTimeoutMs. */
   readonly requestTimeoutMs?: number;
+  /** Serve HTTP/2 besides HTTP/1.1 (h2c by prior knowledge; h2 by ALPN with `tls`). Default true. */
+  readonly http2?: boolean;
+  /** Terminate TLS with this key and certificate; ALPN offers `h2` (when http2) and `http/1.1`. Default: plaintext. */
+  readonly tls?: HttpListenerTlsOptions;
 }
 
 /** What the listener knows of one connection, for rejecting malformed bytes at the right point. */
@@ -49,43 +94,72 @@ interface Conn {
   onSettled: (() => void) | null;
 }
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
-const BODIES: Record<number, string> = { 400: 'bad request', 408: 'request timeout', 431: 'request header fields too large' };
-
-/** The status a parser / socket error is answered with. */
-function rejectStatus(err: Error & { code?: string }): number {
-  if (err.code === 'HPE_HEADER_OVERFLOW') return 431;
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 408;
-  return 400;
-}
-
-function rejectReply(status: number): string {
-  const body = BODIES[status]!;
-  return `HTTP/1.1 ${status} ${REASONS[status]!}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+/**
+ * Whether an HTTP/1.1 request Node flagged as an upgrade (Connection: upgrade plus Upgrade)
+ * is one for the upgrade handler: every protocol but `h2c`, which Envoy never upgrades to.
+ */
+function isUpgrade(req: IncomingMessage): boolean {
+  const u = req.headers.upgrade;
+  return u !== undefined && u.trim().toLowerCase() !== 'h2c';
 }
 
 /** Counters of one listener, for /stats. */
 export interface ListenerStats {
-  /** Requests received. */
+  /** Requests received, HTTP/1 and HTTP/2, upgrades included. */
   requests: number;
-  /** Responses sent, by code class: 1xx..5xx; `reset` for exchanges that ended without a complete response. */
+  /** Responses sent, by code class: 1xx..5xx (a relayed 101 counts when the upgraded connection ends); `reset` for exchanges that ended without a complete response. */
   responses: Record<'1xx' | '2xx' | '3xx' | '4xx' | '5xx' | 'reset', number>;
-  /** Requests in flight now. */
+  /** Requests in flight now (an upgraded connection until both its sides close). */
   inFlight: number;
-  /** Malformed requests and timeouts refused by the listener itself (400 / 408 / 431); not in `requests`. */
+  /** Malformed requests and timeouts refused by the listener itself (400 / 408 / 426 / 431 / 501); not in `requests`. */
   rejected: number;
 }
 
-export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+/** A request as either server hands it over. */
+export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
+/**
+ * The matching response (ServerResponse for HTTP/1, Http2ServerResponse for HTTP/2), as what
+ * the two have in common, so handlers write either the same way. On HTTP/2, connection-specific
+ * headers (connection, keep-alive, transfer-encoding, upgrade…) must not be set: Node throws.
+ */
+export interface DownstreamResponse {
+  statusCode: number;
+  readonly headersSent: boolean;
+  readonly writableFinished: boolean;
+  writeHead(statusCode: number, headers?: OutgoingHttpHeaders): unknown;
+  setHeader(name: string, value: number | string | readonly string[]): unknown;
+  write(chunk: string | Uint8Array, callback?: (err?: Error | null) => void): boolean;
+  end(callback?: () => void): unknown;
+  end(chunk: string | Uint8Array, callback?: () => void): unknown;
+  destroy(error?: Error): unknown;
+  once(event: 'close' | 'finish', listener: () => void): unknown;
+}
+
+export type RequestHandler = (req: DownstreamRequest, res: DownstreamResponse) => void;
+
+/**
+ * Takes an HTTP/1.1 upgrade request and its raw socket (Node's 'upgrade' event: `head` holds
+ * the bytes after the request head) and answers on the socket itself. `respond` is called once
+ * with the status sent downstream, for the stats.
+ */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, respond: (status: number) => void) => void;
 
 export class HttpListener {
   readonly name: string;
   readonly #server: Server;
+  readonly #h2: Http2Server | null;
   readonly #stats: ListenerStats = { requests: 0, responses: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0, reset: 0 }, inFlight: 0, rejected: 0 };
   readonly #conns = new WeakMap<Socket, Conn>();
   /** Sockets already being rejected: later parser errors on them are ignored. */
   readonly #rejecting = new WeakSet<Socket>();
+  /** Connections whose first bytes are still being read to tell HTTP/2 from HTTP/1. */
+  readonly #sniffing = new Set<Socket>();
+  readonly #sessions = new Set<ServerHttp2Session>();
+  /** Upgraded (or upgrading) connections, cut at the drain deadline. */
+  readonly #upgraded = new Set<Duplex>();
+  readonly #headersTimeoutMs: number;
   #handler: RequestHandler | null = null;
+  #upgradeHandler: UpgradeHandler | null = null;
   #draining = false;
   #idle: Array<() => void> = [];
   #closed: Promise<void> | null = null;
@@ -94,11 +168,14 @@ export class HttpListener {
   constructor(name: string, handler: RequestHandler | null = null, options: HttpListenerOptions = {}) {
     this.name = name;
     this.#handler = handler;
+    const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
     const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
     const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.#headersTimeoutMs = headersTimeout;
     const shortest = Math.min(...[headersTimeout, requestTimeout].filter((t) => t > 0), 120_000);
-    this.#server = createServer({
-      maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+    const http2 = options.http2 ?? true;
+    const common = {
+      maxHeaderSize: maxHeaderBytes,
       headersTimeout,
       requestTimeout,
       // Node's own bare 400 for a missing Host is replaced by #onRequest's, with a body.
@@ -106,23 +183,44 @@ export class HttpListener {
       insecureHTTPParser: false,
       // Node checks the two timeouts every 30 s by default; check often enough to honour them.
       connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(shortest / 4))),
-    }, (req, res) => this.#onRequest(req, res));
-    this.#server.on('connection', (socket: Socket) => {
-      this.#conns.set(socket, { pending: new Set(), lastReq: null, lastRes: null, onSettled: null });
-    });
+      shouldUpgradeCallback: (req: IncomingMessage) => this.#upgradeHandler !== null && isUpgrade(req),
+    };
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res);
+    const tls = options.tls;
+    this.#server = tls === undefined
+      ? createServer(common, onRequest)
+      : createHttpsServer({ ...common, key: tls.key, cert: tls.cert, ALPNProtocols: http2 ? ['h2', 'http/1.1'] : ['http/1.1'] }, onRequest);
+    // One more than the limit is kept, so that "too many" is seen (Node drops the rest silently).
+    this.#server.maxHeadersCount = MAX_HEADERS_COUNT + 1;
+    // Node's HTTP/1 connection listener runs only once the connection is known to be HTTP/1.
+    const event = tls === undefined ? 'connection' : 'secureConnection';
+    const h1 = this.#server.listeners(event) as Array<(socket: Socket) => void>;
+    this.#server.removeAllListeners(event);
+    this.#server.on(event, (socket: Socket) => this.#onConnection(socket, h1));
     this.#server.on('clientError', (err: Error, socket: Socket) => this.#onClientError(err, socket));
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
+    if (tls !== undefined) this.#server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+    this.#h2 = http2 ? this.#createH2(maxHeaderBytes) : null;
   }
 
   setHandler(handler: RequestHandler): void {
     this.#handler = handler;
   }
 
-  /** Binds; resolves with the port actually bound (the address may ask for 0). */
-  listen(address: string, port: number): Promise<number> {
+  /** Upgrade requests (WebSocket) go to `handler`; without one they are ordinary requests. */
+  setUpgradeHandler(handler: UpgradeHandler): void {
+    this.#upgradeHandler = handler;
+  }
+
+  /**
+   * Binds; resolves with the port actually bound (the address may ask for 0). `reusePort`
+   * sets SO_REUSEPORT, so several processes (sidecar workers) share the port.
+   */
+  listen(address: string, port: number, options: { readonly reusePort?: boolean } = {}): Promise<number> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.#server.once('error', onError);
-      this.#server.listen(port, address, () => {
+      this.#server.listen({ port, host: address, reusePort: options.reusePort === true }, () => {
         this.#server.off('error', onError);
         resolve((this.#server.address() as AddressInfo).port);
       });
@@ -145,7 +243,9 @@ export class HttpListener {
 
   /**
    * Stops accepting connections and waits for the requests in flight to finish, at most
-   * `deadlineMs`; then closes every connection. Resolves true when everything in flight
+   * `deadlineMs`; then closes every connection. HTTP/2 sessions get a GOAWAY at once (no new
+   * streams; the streams in flight go on); idle HTTP/1 connections are closed at once, busy
+   * ones after their response (`connection: close`). Resolves true when everything in flight
    * finished in time. Idempotent (a second call waits for the same close).
    */
   async drain(deadlineMs: number): Promise<boolean> {
@@ -156,6 +256,8 @@ export class HttpListener {
         : Promise.resolve();
     }
     this.#server.closeIdleConnections();
+    for (const s of this.#sniffing) s.destroy();
+    for (const session of this.#sessions) session.close();
     let timer: NodeJS.Timeout | undefined;
     const finished = this.#stats.inFlight === 0 ? true : await Promise.race([
       new Promise<boolean>((resolve) => this.#idle.push(() => resolve(true))),
@@ -165,13 +267,72 @@ export class HttpListener {
     ]);
     clearTimeout(timer);
     this.#server.closeAllConnections();
-    await this.#closed;
+    for (const session of this.#sessions) session.destroy();
+    // Their 'close' (which settles the stats) may come after the server's.
+    const upgraded = [...this.#upgraded].map((s) => new Promise<void>((resolve) => {
+      s.once('close', () => resolve());
+      s.destroy();
+    }));
+    await Promise.all([this.#closed, ...upgraded]);
     return finished;
   }
 
   /** Closes at once: connections included, requests in flight are cut. */
   close(): Promise<void> {
     return this.drain(0).then(() => undefined);
+  }
+
+  #createH2(maxHeaderBytes: number): Http2Server {
+    const h2 = createHttp2Server({ settings: { maxHeaderListSize: maxHeaderBytes } });
+    h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#onH2Request(req, res));
+    h2.on('session', (session: ServerHttp2Session) => {
+      this.#sessions.add(session);
+      session.on('close', () => this.#sessions.delete(session));
+      // A protocol error destroys the session (nghttp2 sent GOAWAY); nothing more to do.
+      session.on('error', () => {});
+      if (this.#draining) session.close();
+    });
+    h2.on('sessionError', () => {});
+    h2.on('stream', (stream) => stream.on('error', () => {}));
+    return h2;
+  }
+
+  /** A new connection (after the TLS handshake with `tls`): to the HTTP/2 or the HTTP/1 server. */
+  #onConnection(socket: Socket, h1: Array<(socket: Socket) => void>): void {
+    if (this.#h2 === null) {
+      this.#toH1(socket, h1);
+      return;
+    }
+    if ((socket as TLSSocket).encrypted === true) {
+      // TLS: ALPN decides; a client that offers no ALPN speaks HTTP/1.1.
+      if ((socket as TLSSocket).alpnProtocol === 'h2') this.#toH2(socket);
+      else this.#toH1(socket, h1);
+      return;
+    }
+    this.#sniff(socket, h1);
+  }
+
+  #toH1(socket: Socket, h1: Array<(socket: Socket) => void>): void {
+    this.#conns.set(socket, { pending: new Set(), lastReq: null, lastRes: null, onSettled: null });
+    for (const f of h1) f.call(this.#server, socket);
+  }
+
+  #toH2(socket: Socket): void {
+    this.#h2!.emit('connection', socket);
+  }
+
+  #sniff(socket: Socket, h1: Array<(socket: Socket) => void>): void {
+    this.#sniffing.add(socket);
+    sniffPreface(socket, this.#headersTimeoutMs, (h2) => {
+      this.#sniffing.delete(socket);
+      if (h2 === null) return;
+      if (h2) {
+        this.#toH2(socket);
+      } else {
+        this.#toH1(socket, h1);
+        socket.resume();
+      }
+    });
   }
 
   /**
@@ -240,12 +401,12 @@ export class HttpListener {
       res.once('close', settle);
     }
     const s = this.#stats;
-    // llhttp takes `GET /` as HTTP/0.9; Envoy refuses it, and an HTTP/1.1 request needs a Host.
-    if (req.httpVersionMajor !== 1 || (req.httpVersionMinor === 1 && req.headers.host === undefined)) {
+    const refusal = refusalStatus(req);
+    if (refusal !== 0) {
       s.rejected++;
       this.#rejecting.add(req.socket);
-      const body = BODIES[400]!;
-      res.writeHead(400, { connection: 'close', 'content-type': 'text/plain', 'content-length': body.length });
+      const body = refusalBody(refusal);
+      res.writeHead(refusal, { connection: 'close', 'content-type': 'text/plain', 'content-length': body.length });
       res.end(body);
       return;
     }
@@ -257,17 +418,32 @@ export class HttpListener {
     const end = (complete: boolean) => {
       if (done) return;
       done = true;
-      s.inFlight--;
-      if (complete) {
-        const cls = `${Math.floor(res.statusCode / 100)}xx` as keyof ListenerStats['responses'];
-        if (cls in s.responses) s.responses[cls]++;
-      } else {
-        s.responses.reset++;
-      }
-      if (s.inFlight === 0 && this.#idle.length > 0) for (const f of this.#idle.splice(0)) f();
+      this.#ended(complete ? res.statusCode : null);
     };
     res.once('finish', () => end(true));
     res.once('close', () => end(res.writableFinished));
+    this.#dispatch(req, res);
+  }
+
+  #onH2Request(req: Http2ServerRequest, res: Http2ServerResponse): void {
+    const s = this.#stats;
+    if (!req.headers[':authority'] && !req.headers.host) {
+      s.rejected++;
+      const body = refusalBody(400);
+      res.writeHead(400, { 'content-type': 'text/plain', 'content-length': body.length });
+      res.end(body);
+      return;
+    }
+    s.requests++;
+    s.inFlight++;
+    // The compat response emits 'finish' (and says writableFinished) even for a reset stream:
+    // complete means ended by the handler (`finished`) and closed with NO_ERROR (a stream
+    // of a destroyed session closes with NO_ERROR too, unfinished).
+    res.once('close', () => this.#ended(res.finished && res.stream.rstCode === NGHTTP2_NO_ERROR ? res.statusCode : null));
+    this.#dispatch(req, res);
+  }
+
+  #dispatch(req: DownstreamRequest, res: DownstreamResponse): void {
     const handler = this.#handler;
     if (handler === null) {
       res.writeHead(503, { 'content-type': 'text/plain', 'content-length': 9 });
@@ -275,5 +451,41 @@ export class HttpListener {
       return;
     }
     handler(req, res);
+  }
+
+  /** One exchange is over: `status` sent whole, or null for one that ended without a complete response. */
+  #ended(status: number | null): void {
+    const s = this.#stats;
+    s.inFlight--;
+    if (status !== null) {
+      const cls = `${Math.floor(status / 100)}xx` as keyof ListenerStats['responses'];
+      if (cls in s.responses) s.responses[cls]++;
+    } else {
+      s.responses.reset++;
+    }
+    if (s.inFlight === 0 && this.#idle.length > 0) for (const f of this.#idle.splice(0)) f();
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const s = this.#stats;
+    // Errors on the raw socket are the upgrade handler's; this one only keeps them from the process.
+    socket.on('error', () => {});
+    const refusal = refusalStatus(req);
+    if (refusal !== 0) {
+      s.rejected++;
+      socket.end(rejectReply(refusal));
+      return;
+    }
+    s.requests++;
+    s.inFlight++;
+    this.#upgraded.add(socket);
+    let status: number | null = null;
+    socket.once('close', () => {
+      this.#upgraded.delete(socket);
+      this.#ended(status);
+    });
+    this.#upgradeHandler!(req, socket, head, (st) => {
+      status ??= st;
+    });
   }
 }

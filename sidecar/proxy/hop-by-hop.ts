@@ -4,7 +4,7 @@
  * directions, and so is every field the `Connection` header names.
  *
  * Always dropped: Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade (no
- * upgrades through this forwarder), Proxy-Authorization and Proxy-Authenticate (RFC 2616
+ * upgrades through this forwarder; upgrade.ts puts it back for WebSocket), HTTP2-Settings, Proxy-Authorization and Proxy-Authenticate (RFC 2616
  * §13.5.1 hop-by-hop; a sidecar must not leak proxy credentials to the application), and,
  * on requests, Expect (Node's server answers `100-continue` itself and undici refuses it).
  * TE is dropped unless it names `trailers`, which is sent on as `te: trailers`, as Envoy.
@@ -13,6 +13,8 @@
 /** Lowercase names dropped from requests and responses. */
 export const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate',
+  // HTTP/2 forbids it as connection-specific (RFC 9113 §8.2.2); Node's http2 throws on it.
+  'http2-settings',
 ]);
 
 /**

@@ -14,6 +14,11 @@ import { compileRegexRewrite, type RegexRewrite } from './re2.ts';
 
 /** Envoy's route timeout when `timeout` is unset. */
 export const DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
+/**
+ * The retry buffer limit when neither the route nor its virtual host sets
+ * `per_request_buffer_limit_bytes`: Envoy's listener `per_connection_buffer_limit_bytes` default, 1 MiB.
+ */
+export const DEFAULT_PER_REQUEST_BUFFER_LIMIT_BYTES = 1024 * 1024;
 /** Envoy's `max_direct_response_body_size_bytes` default. */
 export const DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES = 4096;
 /** Envoy refuses weighted clusters whose weights add up to more than a uint32. */
@@ -97,6 +102,12 @@ export interface MatchedRoute {
   /** The route's retry policy, else its virtual host's (never merged, as Envoy); null for none. */
   readonly retry: RouteRetryPolicy | null;
   /**
+   * How many bytes of a request body are kept so that a retry can resend it: the route's
+   * `per_request_buffer_limit_bytes`, else its virtual host's, else 1 MiB. A longer body is
+   * not retried once past it. 0 for redirects and direct responses.
+   */
+  readonly perRequestBufferLimitBytes: number;
+  /**
    * Raw `typed_per_filter_config` by filter name, most specific wins:
    * RouteConfiguration < VirtualHost < Route. Filters unpack what they understand.
    */
@@ -112,6 +123,8 @@ export interface MatchedRoute {
 export interface RouteContext {
   readonly virtualHost: string;
   readonly retry: RouteRetryPolicy | null;
+  /** The virtual host's `per_request_buffer_limit_bytes`; null when unset. */
+  readonly perRequestBufferLimitBytes: number | null;
   /** RouteConfiguration < VirtualHost per-filter config, already merged. */
   readonly typedPerFilterConfig: Readonly<Record<string, Any>>;
   readonly maxDirectResponseBodyBytes: number;
@@ -253,6 +266,7 @@ class RouteResult implements MatchedRoute {
   readonly timeoutMs: number;
   readonly maxStreamDurationMs: number | null;
   readonly retry: RouteRetryPolicy | null;
+  readonly perRequestBufferLimitBytes: number;
   readonly typedPerFilterConfig: Readonly<Record<string, Any>>;
   readonly prefixRewrite: string | null;
   readonly regexRewrite: RegexRewrite | null;
@@ -261,7 +275,10 @@ class RouteResult implements MatchedRoute {
 
   constructor(
     route: Route, ctx: RouteContext, action: MatchedAction,
-    forward: { timeoutMs: number; maxStreamDurationMs: number | null; retry: RouteRetryPolicy | null; rewrite: PathRewrite | null; hostRewriteLiteral: string | null },
+    forward: {
+      timeoutMs: number; maxStreamDurationMs: number | null; retry: RouteRetryPolicy | null; perRequestBufferLimitBytes: number;
+      rewrite: PathRewrite | null; hostRewriteLiteral: string | null;
+    },
   ) {
     this.name = route.name;
     this.virtualHost = ctx.virtualHost;
@@ -269,6 +286,7 @@ class RouteResult implements MatchedRoute {
     this.timeoutMs = forward.timeoutMs;
     this.maxStreamDurationMs = forward.maxStreamDurationMs;
     this.retry = forward.retry;
+    this.perRequestBufferLimitBytes = forward.perRequestBufferLimitBytes;
     this.typedPerFilterConfig = mergeFilterConfig(ctx.typedPerFilterConfig, route.typedPerFilterConfig);
     this.prefixRewrite = forward.rewrite?.prefix ?? null;
     this.regexRewrite = forward.rewrite?.regex ?? null;
@@ -282,7 +300,7 @@ class RouteResult implements MatchedRoute {
   }
 }
 
-const NOT_FORWARDED = { timeoutMs: 0, maxStreamDurationMs: null, retry: null, rewrite: null, hostRewriteLiteral: null };
+const NOT_FORWARDED = { timeoutMs: 0, maxStreamDurationMs: null, retry: null, perRequestBufferLimitBytes: 0, rewrite: null, hostRewriteLiteral: null };
 
 /**
  * Compiles a route's action and policies. `matchedLength` is how much of the path the route's
@@ -355,6 +373,7 @@ function compileForward(route: Route, ra: RouteActionProto, ctx: RouteContext, m
     timeoutMs: ra.timeout ? durationMs(ra.timeout) : DEFAULT_ROUTE_TIMEOUT_MS,
     maxStreamDurationMs: msd ? durationMs(msd) : null,
     retry: ra.retryPolicy ? compileRetryPolicy(ra.retryPolicy) : ctx.retry,
+    perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? ctx.perRequestBufferLimitBytes ?? DEFAULT_PER_REQUEST_BUFFER_LIMIT_BYTES,
     rewrite,
     hostRewriteLiteral: ra.hostRewriteSpecifier.case === 'hostRewriteLiteral' && ra.hostRewriteSpecifier.value !== '' ? ra.hostRewriteSpecifier.value : null,
   });

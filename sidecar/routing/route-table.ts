@@ -40,7 +40,7 @@ export type {
   ClusterAction, DirectResponse, MatchedAction, MatchedRoute, RedirectResponse, RouteRetryPolicy, WeightedCluster,
   WeightedClustersAction,
 } from './route-action.ts';
-export { DEFAULT_ROUTE_TIMEOUT_MS } from './route-action.ts';
+export { DEFAULT_PER_REQUEST_BUFFER_LIMIT_BYTES, DEFAULT_ROUTE_TIMEOUT_MS } from './route-action.ts';
 export type { RegexRewrite } from './re2.ts';
 
 export interface RouteTable {
@@ -215,6 +215,7 @@ function compileVirtualHost(vh: VirtualHost, rcFilterConfig: Readonly<Record<str
   const ctx: RouteContext = {
     virtualHost: vh.name,
     retry: vh.retryPolicy ? compileRetryPolicy(vh.retryPolicy) : null,
+    perRequestBufferLimitBytes: vh.perRequestBufferLimitBytes ?? null,
     typedPerFilterConfig: mergeFilterConfig(rcFilterConfig, vh.typedPerFilterConfig),
     maxDirectResponseBodyBytes: maxBody,
   };

@@ -8,7 +8,12 @@
  *   retry:    tryAcquireRetry() before a retry attempt         → releaseRetry() when it ends
  *
  * With a retry budget the retry limit is max(min_retry_concurrency,
- * budget_percent% × (active + pending requests)) and max_retries is ignored, as in Envoy.
+ * budget_percent% × (active + pending requests)) and max_retries is ignored, as in Envoy
+ * (`ResourceManagerImpl::RetryBudgetImpl`: the product truncated, checked before a retry
+ * starts). The forwarder holds a request slot for each downstream request from before its first
+ * attempt to the end of its exchange, queued in an undici pool or not, so `activeRequests`
+ * already counts what Envoy splits into active and pending; a request in back-off counts too,
+ * where Envoy has no upstream request for it then.
  * max_connections is not counted here: each endpoint's undici Pool is capped instead
  * (`UpstreamCluster`); `connections` only reports how many are open.
  */

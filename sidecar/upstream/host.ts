@@ -24,7 +24,7 @@ export class Host {
   locality: LocalityConfig;
   /** The endpoint's own connection pool: send the request through it. */
   pool: Pool;
-  /** Requests started (`UpstreamCluster.startRequest`) and not yet reported. */
+  /** Requests started (`UpstreamCluster.startRequest`) and not yet ended (`endRequest`): response bodies included. */
   activeRequests = 0;
   totalRequests = 0;
   /** Results that were 5xx, connect failures, resets or timeouts. */

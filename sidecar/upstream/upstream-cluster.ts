@@ -10,9 +10,14 @@
  *   cluster.startRequest(host)
  *   host.pool.request(...)  → cluster.reportResult(host, statusCode)
  *                          or cluster.reportResult(host, classifyUpstreamError(err))
+ *   … response body streamed (or the attempt abandoned)
+ *   cluster.endRequest(host)
  *   cluster.circuit.releaseRequest()
  *
- * Every `startRequest` is paired with exactly one `reportResult`.
+ * Every `startRequest` is paired with exactly one `endRequest`, and at most one
+ * `reportResult` in between. A host's `activeRequests` (least-request balancing) counts from
+ * `startRequest` to `endRequest`, so a long streaming response keeps its host busy, as Envoy's
+ * `rq_active` does.
  *
  * Connections: `max_connections` (or `per_host_thresholds` max_connections when set) caps
  * each endpoint's Pool, so the cluster-wide number of connections can reach hosts ×
@@ -76,6 +81,8 @@ export interface ClusterStats {
   /** The priority traffic goes to, null when no host is usable. */
   readonly activePriority: number | null;
   readonly circuitBreakers: CircuitBreakerStats;
+  /** Envoy's `retry_or_shadow_abandoned`: bodies past the retry buffer limit. */
+  readonly retryOrShadowAbandoned: number;
   readonly outlierDetection: OutlierDetectionStats | null;
   readonly hosts: readonly HostStats[];
 }
@@ -140,21 +147,32 @@ export class UpstreamCluster {
     return this.#lb.pick();
   }
 
-  /** Counts a request as started on `host` (least-request balancing reads it). */
+  /**
+   * Envoy's `retry_or_shadow_abandoned`: requests whose body outgrew the retry buffer
+   * (`per_request_buffer_limit_bytes`), so they could no longer be retried. The router counts here.
+   */
+  retryOrShadowAbandoned = 0;
+
+  /** Counts a request as started on `host` (least-request balancing reads it until `endRequest`). */
   startRequest(host: Host): void {
     host.activeRequests++;
     host.totalRequests++;
   }
 
   /**
-   * Ends a request started with `startRequest`: an HTTP status, or how it failed without
-   * one. Feeds outlier detection (which may eject the host at once).
+   * The outcome of a request started with `startRequest`: an HTTP status (at response
+   * headers), or how it failed without one. Feeds outlier detection (which may eject the host
+   * at once). The request stays active until `endRequest`.
    */
   reportResult(host: Host, result: UpstreamResult): void {
-    if (host.activeRequests > 0) host.activeRequests--;
     if (typeof result !== 'number' || result >= 500) host.totalErrors++;
     const d = this.#detector;
     if (d !== null && !host.removed) d.report(host, result);
+  }
+
+  /** Ends a request started with `startRequest`: its response body is over, or it was abandoned. */
+  endRequest(host: Host): void {
+    if (host.activeRequests > 0) host.activeRequests--;
   }
 
   /**
@@ -191,6 +209,7 @@ export class UpstreamCluster {
       protocol: c.protocol,
       activePriority: this.#lb.state.priority,
       circuitBreakers: this.circuit.stats(),
+      retryOrShadowAbandoned: this.retryOrShadowAbandoned,
       outlierDetection: d === null ? null : d.stats(),
       hosts: this.#hosts.map((h) => ({
         address: h.address,

@@ -38,6 +38,7 @@ describe('compileSnapshot', () => {
     expect(s.missing).toEqual({ routes: [], clusters: [], endpoints: [] });
     expect(s.listeners).toEqual([{
       name: '127.0.0.1_15001', address: '127.0.0.1', port: 15001, routeConfigName: 'outbound', httpFilters: ['envoy.filters.http.router'],
+      upgradeTypes: ['websocket'],
     }]);
     expect([...s.routeTables.keys()]).toEqual(['outbound']);
     expect([...s.clusterConfigs.keys()]).toEqual([ECHO, WEB]);

@@ -10,11 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import pino from 'pino';
-import { parseBootstrap } from '../../../sidecar/bootstrap/bootstrap.ts';
-import { Sidecar } from '../../../sidecar/sidecar.ts';
+import type { Sidecar } from '../../../sidecar/sidecar.ts';
+import { startTestSidecar } from '../../helpers/sidecar.ts';
 import { CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL } from '../../../xds/resources/type-urls.ts';
 import { startControlPlane, type TestControlPlane } from '../../helpers/control-plane.ts';
+import { until } from '../../helpers/until.ts';
 
 /** Answers `<name> <path>`. */
 function backend(name: string): Promise<{ server: Server; port: number }> {
@@ -48,16 +48,6 @@ function get(address: string, path: string, headers: Record<string, string> = {}
     req.on('error', reject);
     req.end();
   });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** One point of the configuration space the test walks through. */
@@ -149,18 +139,7 @@ describe('palisade sidecar, hot swap under load', () => {
     web = await backend('web');
     ports = { a: backends.a.port, b: backends.b.port, c: backends.c.port };
     cp = await startControlPlane({ 'mesh.yaml': configText({ weightTo: 'a', pinned: false, extra: false }, ports) });
-    const parsed = parseBootstrap({
-      node: { id: 'web-1', service: 'web' },
-      inbound: { address: '127.0.0.1', port: 0, advertiseAddress: '127.0.0.1' },
-      workload: { address: `127.0.0.1:${web.port}` },
-      outbound: { address: '127.0.0.1', port: 0 },
-      admin: { address: '127.0.0.1', port: 0 },
-      controlPlane: { address: cp.address },
-    });
-    if (!parsed.valid) throw new Error(parsed.errors.join('\n'));
-    sidecar = new Sidecar({ bootstrap: parsed.result, logger: pino({ level: 'silent' }), version: 'test', drainTimeoutMs: 2000 });
-    addresses = await sidecar.start();
-    await sidecar.whenReady();
+    ({ sidecar, addresses } = await startTestSidecar(cp.address, web.port));
     // The sidecar registers itself as an endpoint of web: wait for that rebuild to settle.
     await until('registration', () => cp.cp.registry.list().find((e) => e.nodeId === 'web-1' && e.serving));
     await synced('the first configuration');

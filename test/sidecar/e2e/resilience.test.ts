@@ -13,16 +13,16 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clone, type Message } from '@bufbuild/protobuf';
-import pino from 'pino';
 import { DirectorySource } from '../../../control/config/source.ts';
 import { ControlPlane } from '../../../control/control-plane.ts';
 import { syncStatus } from '../../../control/inventory/inventory.ts';
 import { createLogger } from '../../../control/log.ts';
-import { parseBootstrap } from '../../../sidecar/bootstrap/bootstrap.ts';
-import { Sidecar } from '../../../sidecar/sidecar.ts';
+import type { Sidecar } from '../../../sidecar/sidecar.ts';
+import { startTestSidecar } from '../../helpers/sidecar.ts';
 import { Snapshot } from '../../../xds/cache/snapshot.ts';
 import { ClusterLoadAssignmentSchema, type ClusterLoadAssignment } from '../../../xds/gen/envoy/config/endpoint/v3/endpoint_pb.js';
 import { ENDPOINT_TYPE_URL } from '../../../xds/resources/type-urls.ts';
+import { until } from '../../helpers/until.ts';
 
 function httpServer(body: string): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
@@ -52,16 +52,6 @@ function get(address: string, path: string, headers: Record<string, string> = {}
     req.on('error', reject);
     req.end();
   });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** A loopback port that was free a moment ago. */
@@ -124,18 +114,7 @@ describe('palisade sidecar, resilience to control plane failures', () => {
     await write(CONFIG(api.port));
     xdsAddress = `127.0.0.1:${await freePort()}`;
     cp = await startCp();
-    const parsed = parseBootstrap({
-      node: { id: 'web-1', service: 'web' },
-      inbound: { address: '127.0.0.1', port: 0, advertiseAddress: '127.0.0.1' },
-      workload: { address: `127.0.0.1:${web.port}` },
-      outbound: { address: '127.0.0.1', port: 0 },
-      admin: { address: '127.0.0.1', port: 0 },
-      controlPlane: { address: xdsAddress },
-    });
-    if (!parsed.valid) throw new Error(parsed.errors.join('\n'));
-    sidecar = new Sidecar({ bootstrap: parsed.result, logger: pino({ level: 'silent' }), version: 'test', drainTimeoutMs: 2000 });
-    addresses = await sidecar.start();
-    await sidecar.whenReady();
+    ({ sidecar, addresses } = await startTestSidecar(xdsAddress, web.port));
   }, 30_000);
 
   afterAll(async () => {

@@ -9,6 +9,7 @@ import pino from 'pino';
 import { parseBootstrap } from '../../../sidecar/bootstrap/bootstrap.ts';
 import { Sidecar } from '../../../sidecar/sidecar.ts';
 import { startControlPlane, type TestControlPlane } from '../../helpers/control-plane.ts';
+import { until } from '../../helpers/until.ts';
 
 /** Answers `body`; `/slow` answers after 300 ms. */
 function httpServer(body: string): Promise<{ server: Server; port: number }> {
@@ -40,16 +41,6 @@ function get(address: string, path: string, headers: Record<string, string> = {}
     req.on('error', reject);
     req.end();
   });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 function refuses(address: string): Promise<boolean> {

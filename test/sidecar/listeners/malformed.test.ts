@@ -1,7 +1,8 @@
 /**
  * The sidecar's HTTP listener refuses malformed requests as Envoy does (issue #4): 400 (431 for
- * an oversized header block) with `connection: close`, the connection closed by the listener,
- * and nothing forwarded. Raw sockets write exact bytes to a real HttpListener whose handler is
+ * an oversized header block or more than 100 headers, 426 for HTTP/1.0, 501 for a
+ * Transfer-Encoding other than chunked) with `connection: close`, the connection closed by the
+ * listener, and nothing forwarded. Raw sockets write exact bytes to a real HttpListener whose handler is
  * the real forwarder in front of a real backend that records what reaches it.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -171,7 +172,6 @@ describe('malformed requests: 400 Bad Request, connection closed, nothing forwar
     ['two different Content-Length headers', 'POST / HTTP/1.1\r\nHost: svc.test\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde'],
     ['Content-Length with two values in one header', 'POST / HTTP/1.1\r\nHost: svc.test\r\nContent-Length: 3, 5\r\n\r\nabcde'],
     ['Transfer-Encoding: chunked, identity (chunked not last)', 'POST / HTTP/1.1\r\nHost: svc.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n3\r\nabc\r\n0\r\n\r\n'],
-    ['Transfer-Encoding: xchunked', 'POST / HTTP/1.1\r\nHost: svc.test\r\nTransfer-Encoding: xchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'],
     ['"Transfer-Encoding : chunked" (space before the colon)', 'POST / HTTP/1.1\r\nHost: svc.test\r\nTransfer-Encoding : chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'],
     ['Transfer-Encoding: chunked with a Content-Length after an obfuscated TE', 'POST / HTTP/1.1\r\nHost: svc.test\r\nContent-Length: 4\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n'],
     ['a header name with a space', 'GET / HTTP/1.1\r\nHost: svc.test\r\nX Bad: 1\r\n\r\n'],
@@ -227,6 +227,63 @@ describe('malformed requests: 400 Bad Request, connection closed, nothing forwar
     await send('GET / HTTP/1.x\r\n\r\n');
     const after = listener.stats();
     expect(after.rejected).toBe(before.rejected + 1);
+    expect(after.requests).toBe(before.requests);
+  });
+});
+
+describe('what Node accepts and Envoy refuses by default', () => {
+  const headersN = (n: number): string => Array.from({ length: n }, (_, i) => `X-H${i}: ${i}\r\n`).join('');
+
+  it('an HTTP/1.0 request: 426 Upgrade Required (accept_http_10 is off)', async () => {
+    const r = await send('GET / HTTP/1.0\r\nHost: svc.test\r\n\r\n');
+    expectRejected(r, 426, 'Upgrade Required');
+    expect(backend.seen).toEqual([]);
+  });
+
+  it.each([
+    ['Transfer-Encoding: gzip, chunked', 'gzip, chunked'],
+    ['Transfer-Encoding: xchunked', 'xchunked'],
+    ['Transfer-Encoding: deflate, chunked', 'deflate, chunked'],
+  ])('%s: 501 Not Implemented', async (_name, te) => {
+    const r = await send(`POST / HTTP/1.1\r\nHost: svc.test\r\nTransfer-Encoding: ${te}\r\n\r\n3\r\nabc\r\n0\r\n\r\n`);
+    expectRejected(r, 501, 'Not Implemented');
+    expect(backend.seen).toEqual([]);
+  });
+
+  it('Transfer-Encoding: Chunked (any case) is accepted', async () => {
+    const c = new Raw(port);
+    await c.ready;
+    c.write('POST / HTTP/1.1\r\nHost: svc.test\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
+    const text = await c.until((t) => responses(t).length === 1);
+    c.destroy();
+    expect(text.startsWith('HTTP/1.1 200 OK\r\n')).toBe(true);
+    expect(completed).toEqual(['/']);
+  });
+
+  it('more than 100 request headers: 431 (max_headers_count)', async () => {
+    // Host plus 100 more: 101 headers.
+    const r = await send(`GET / HTTP/1.1\r\nHost: svc.test\r\n${headersN(100)}\r\n`);
+    expectRejected(r, 431, 'Request Header Fields Too Large');
+    expect(backend.seen).toEqual([]);
+  });
+
+  it('exactly 100 request headers are accepted', async () => {
+    const c = new Raw(port);
+    await c.ready;
+    c.write(`GET / HTTP/1.1\r\nHost: svc.test\r\n${headersN(99)}\r\n`);
+    const text = await c.until((t) => responses(t).length === 1);
+    c.destroy();
+    expect(text.startsWith('HTTP/1.1 200 OK\r\n')).toBe(true);
+    expect(backend.seen).toHaveLength(1);
+    expect(backend.seen[0]!.headers['x-h98']).toBe('98');
+  });
+
+  it('counts these refusals as rejected, not as requests', async () => {
+    const before = listener.stats();
+    await send('GET / HTTP/1.0\r\nHost: svc.test\r\n\r\n');
+    await send('POST / HTTP/1.1\r\nHost: svc.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n');
+    const after = listener.stats();
+    expect(after.rejected).toBe(before.rejected + 2);
     expect(after.requests).toBe(before.requests);
   });
 });

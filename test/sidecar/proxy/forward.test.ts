@@ -5,11 +5,13 @@ import http from 'node:http';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { RouteAction, RouteActionSchema } from '../../../xds/gen/envoy/config/route/v3/route_components_pb.js';
 import { createForwarder, type ForwarderOptions } from '../../../sidecar/proxy/forward.ts';
+import { coarseTimers } from '../../../sidecar/timers/coarse-timers.ts';
 import { UpstreamCluster } from '../../../sidecar/upstream/upstream-cluster.ts';
 import type { RouteTable } from '../../../sidecar/routing/route-table.ts';
 import { compile, ms, prefix, routeConfig, type RouteInit, type VirtualHostInit } from '../routing/fixtures.ts';
 import { compiled, ep, locality, staticCluster, type ClusterInit } from '../upstream/fixtures.ts';
 import { call, deadPort, digest, open, patternStream, startBackend, startProxy, type Backend, type Proxy } from './fixtures.ts';
+import { Cluster_LbPolicy } from '../../../xds/gen/envoy/config/cluster/v3/cluster_pb.js';
 
 type RouteActionInit = Exclude<MessageInitShape<typeof RouteActionSchema>, RouteAction>;
 
@@ -270,6 +272,25 @@ describe('timeouts', () => {
     await expect(digest(res)).rejects.toMatchObject({ code: 'ECONNRESET' });
   });
 
+  it('runs a route timeout of 1 s or more on the shared coarse timer, and clears it when the exchange ends', async () => {
+    const one = await backend('one');
+    one.handler = (req, res) => {
+      req.resume();
+      if (req.url === '/slow') setTimeout(() => res.end('late'), 3000).unref();
+      else res.end('quick');
+    };
+    const c = cluster('one', one.port);
+    const port = await single([route(prefix('/'), 'one', { timeout: ms(1000) })], [c]);
+    const quick = await call(port, { headers: { host: 'a.test' } });
+    expect([quick.status, quick.body]).toEqual([200, 'quick']);
+    await vi.waitFor(() => expect(coarseTimers.size).toBe(0)); // cleared when the response body has gone out
+    const pending = call(port, { headers: { host: 'a.test' }, path: '/slow' });
+    await vi.waitFor(() => expect(one.seen.length).toBe(2));
+    expect(coarseTimers.size).toBe(1);
+    const r = await pending;
+    expect([r.status, r.body, coarseTimers.size, c.circuit.activeRequests, c.hosts[0]!.activeRequests]).toEqual([504, 'upstream request timeout', 0, 0, 0]);
+  });
+
   it('retries after a per-try timeout and answers with the next attempt', async () => {
     const one = await backend('one');
     one.handler = (req, res, n) => {
@@ -336,20 +357,6 @@ describe('retries', () => {
     expect([r.status, r.body, one.seen.length]).toEqual([attempts === 2 ? 200 : status, String(attempts), attempts]);
   });
 
-  it('does not retry a POST with a body', async () => {
-    const one = await backend('one');
-    one.handler = (req, res) => {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(503, { 'content-type': 'text/plain' });
-        res.end('busy');
-      });
-    };
-    const port = await single([route(prefix('/'), 'one', retry5xx)], [cluster('one', one.port)]);
-    const r = await call(port, { method: 'POST', headers: { host: 'a.test', 'content-type': 'text/plain' }, body: 'payload' });
-    expect([r.status, r.body, one.seen.length]).toEqual([503, 'busy', 1]);
-  });
-
   it('answers 502 "upstream connect error" after retrying a refused connection', async () => {
     const c = cluster('dead', await deadPort());
     const port = await single([route(prefix('/'), 'dead', { retryPolicy: { retryOn: 'connect-failure', numRetries: 2 } })], [c]);
@@ -364,6 +371,237 @@ describe('retries', () => {
     const port = await single([route(prefix('/'), 'dead', { retryPolicy: { retryOn: 'connect-failure', numRetries: 2 } })], [c]);
     const r = await call(port, { headers: { host: 'a.test' } });
     expect([r.status, r.body, c.hosts[0]!.totalRequests, c.circuit.retryOverflows]).toEqual([502, 'upstream connect error', 1, 1]);
+  });
+});
+
+describe('retries with a request body', () => {
+  const retry5xx = { retryPolicy: { retryOn: '5xx', numRetries: 1 } };
+  const KIB64 = 64 * 1024;
+
+  /** A backend whose first attempt reads the whole body then answers 503, and whose next ones answer `bytes:sha256` of it. */
+  function digestThen503(b: Backend, firstDigests: string[] = []): void {
+    b.handler = (req, res, n) => {
+      void digest(req).then(({ bytes, sha256 }) => {
+        if (n === 1) firstDigests.push(`${bytes}:${sha256}`);
+        res.writeHead(n === 1 ? 503 : 200, { 'content-type': 'text/plain' });
+        res.end(`${bytes}:${sha256}`);
+      });
+    };
+  }
+
+  it('retries a POST with a 64 KiB body after a 503, and the second attempt gets it byte-identical', async () => {
+    const one = await backend('one');
+    const first: string[] = [];
+    digestThen503(one, first);
+    const c = cluster('one', one.port);
+    const port = await single([route(prefix('/'), 'one', retry5xx)], [c]);
+    const want = await digest(patternStream(KIB64, 4096));
+    const r = await call(port, { method: 'POST', headers: { host: 'a.test', 'content-length': KIB64 }, body: patternStream(KIB64, 4096) });
+    expect([r.status, r.body, first, one.seen.length]).toEqual([200, `${KIB64}:${want.sha256}`, [`${KIB64}:${want.sha256}`], 2]);
+    expect(one.seen.map((s) => s.headers['content-length'])).toEqual([String(KIB64), String(KIB64)]);
+    expect([c.retryOrShadowAbandoned, c.circuit.activeRetries, c.circuit.activeRequests, c.hosts[0]!.activeRequests]).toEqual([0, 0, 0, 0]);
+  });
+
+  it.each([
+    ['below', KIB64 + 1, 2, 0],
+    ['exactly at', KIB64, 2, 0],
+    ['above', KIB64 - 1, 1, 1],
+  ] as const)('a 64 KiB body %s per_request_buffer_limit_bytes (%i) makes %i attempt(s)', async (_what, limit, attempts, abandoned) => {
+    const one = await backend('one');
+    digestThen503(one);
+    const c = cluster('one', one.port);
+    const port = await single([{ ...route(prefix('/'), 'one', retry5xx), perRequestBufferLimitBytes: limit }], [c]);
+    const want = await digest(patternStream(KIB64, 4096));
+    const r = await call(port, { method: 'PUT', headers: { host: 'a.test' }, body: patternStream(KIB64, 4096) });
+    expect([r.status, r.body, one.seen.length]).toEqual([attempts === 2 ? 200 : 503, `${KIB64}:${want.sha256}`, attempts]);
+    expect([c.retryOrShadowAbandoned, c.stats().retryOrShadowAbandoned, c.circuit.activeRequests]).toEqual([abandoned, abandoned, 0]);
+  });
+
+  it('takes the limit from the virtual host when the route sets none', async () => {
+    const one = await backend('one');
+    digestThen503(one);
+    const c = cluster('one', one.port);
+    const port = await proxy([{ name: 'a', domains: ['a.test'], perRequestBufferLimitBytes: 1024, routes: [route(prefix('/'), 'one', retry5xx)] }], [c]);
+    const r = await call(port, { method: 'POST', headers: { host: 'a.test', 'content-length': 2048 }, body: 'x'.repeat(2048) });
+    expect([r.status, one.seen.length, c.retryOrShadowAbandoned]).toEqual([503, 1, 1]);
+  });
+
+  it('replays a chunked body that is still arriving when the first attempt fails, then streams the rest', async () => {
+    const one = await backend('one');
+    const bodies: string[] = [];
+    one.handler = (req, res, n) => {
+      if (n === 1) {
+        req.once('data', () => {
+          res.writeHead(503, { 'content-type': 'text/plain' });
+          res.end('busy');
+        });
+        return;
+      }
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => { body += chunk; });
+      req.on('end', () => {
+        bodies.push(body);
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(`got ${body.length}`);
+      });
+    };
+    const c = cluster('one', one.port);
+    const port = await single([route(prefix('/'), 'one', retry5xx)], [c]);
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', headers: { host: 'a.test' }, agent: false });
+    const replied = new Promise<http.IncomingMessage>((resolve, reject) => {
+      req.on('response', resolve);
+      req.on('error', reject);
+    });
+    req.write('first part;');
+    await vi.waitFor(() => expect(one.seen.length).toBe(2));
+    req.write('second part;');
+    req.end('end');
+    const res = await replied;
+    expect([res.statusCode, (await digest(res)).bytes, bodies]).toEqual([200, 'got 26'.length, ['first part;second part;end']]);
+    expect(one.seen.map((s) => s.headers['transfer-encoding'])).toEqual(['chunked', 'chunked']);
+    expect([c.retryOrShadowAbandoned, c.circuit.activeRetries, c.circuit.activeRequests, c.hosts[0]!.activeRequests]).toEqual([0, 0, 0, 0]);
+  });
+
+  it('stops reading the client body past the limit while the upstream does not read, then delivers it whole', async () => {
+    const TOTAL = 64 * 1024 * 1024;
+    const one = await backend('one');
+    let upstreamRead = (): void => {};
+    one.handler = (req, res) => {
+      req.pause();
+      upstreamRead = () => {
+        void digest(req).then(({ bytes, sha256 }) => {
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.end(`${bytes}:${sha256}`);
+        });
+      };
+    };
+    const c = cluster('one', one.port);
+    const port = await single([route(prefix('/'), 'one', { ...retry5xx, timeout: ms(0) })], [c]);
+    let sent = 0;
+    const body = patternStream(TOTAL);
+    body.on('data', (chunk: Buffer) => { sent += chunk.length; });
+    const reply = call(port, { method: 'POST', headers: { host: 'a.test', 'content-length': TOTAL }, body });
+    await vi.waitFor(() => expect(one.seen.length).toBe(1));
+    await new Promise((r) => setTimeout(r, 300));
+    const stalled = sent;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sent).toBe(stalled);
+    expect(stalled).toBeLessThan(TOTAL / 2);
+    expect(c.retryOrShadowAbandoned).toBe(1);
+    upstreamRead();
+    const r = await reply;
+    expect([r.status, r.body]).toEqual([200, `${TOTAL}:${(await digest(patternStream(TOTAL))).sha256}`]);
+  });
+
+  it('frees the circuit and the host when the client goes away mid-body during a retry', async () => {
+    const one = await backend('one');
+    let upstreamAborted = 0;
+    one.handler = (req, res, n) => {
+      if (n === 1) {
+        req.once('data', () => {
+          res.writeHead(503);
+          res.end();
+        });
+        return;
+      }
+      req.resume();
+      req.on('close', () => { if (!req.complete) upstreamAborted++; });
+    };
+    const c = cluster('one', one.port);
+    const port = await single([route(prefix('/'), 'one', retry5xx)], [c]);
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', headers: { host: 'a.test', 'content-length': 1000 }, agent: false });
+    req.on('error', () => {});
+    req.write('x'.repeat(100));
+    await vi.waitFor(() => expect(one.seen.length).toBe(2));
+    req.destroy();
+    await vi.waitFor(() => expect(upstreamAborted).toBe(1));
+    await vi.waitFor(() => expect([c.circuit.activeRequests, c.circuit.activeRetries, c.hosts[0]!.activeRequests]).toEqual([0, 0, 0]));
+  });
+});
+
+describe('retry budget', () => {
+  const budget = (budgetPercent: number, minRetryConcurrency: number): ClusterInit => ({
+    circuitBreakers: { thresholds: [{ maxRetries: 0, retryBudget: { budgetPercent: { value: budgetPercent }, minRetryConcurrency } }] },
+  });
+
+  it.each([
+    [100, 0, 2],
+    [50, 0, 1],
+    [50, 1, 2],
+    [0, 0, 1],
+  ] as const)('budget_percent %i, min_retry_concurrency %i, max_retries 0, one request in flight: %i attempt(s)', async (percent, min, attempts) => {
+    const one = await backend('one');
+    one.handler = (req, res, n) => {
+      req.resume();
+      res.writeHead(n === 1 ? 503 : 200, { 'content-type': 'text/plain' });
+      res.end(String(n));
+    };
+    const c = cluster('one', one.port, budget(percent, min));
+    const port = await single([route(prefix('/'), 'one', { retryPolicy: { retryOn: '5xx', numRetries: 3 } })], [c]);
+    const r = await call(port, { headers: { host: 'a.test' } });
+    expect([r.status, r.body, one.seen.length, c.circuit.retryOverflows]).toEqual([attempts === 2 ? 200 : 503, String(attempts), attempts, attempts === 2 ? 0 : 1]);
+  });
+
+  it('refuses a retry while the budget is taken by another request, and that request gets the 503', async () => {
+    const one = await backend('one');
+    let release = (): void => {};
+    const held = new Promise<void>((r) => { release = r; });
+    one.handler = (req, res) => {
+      req.resume();
+      const id = req.headers['x-id'];
+      const attempt = one.seen.filter((s) => s.headers['x-id'] === id).length;
+      if (attempt === 1) {
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end(`${String(id)} busy`);
+      } else void held.then(() => res.end(`${String(id)} ok`));
+    };
+    // 20% of 2 requests in flight is 0: min_retry_concurrency (1) is the limit; max_retries (0) is ignored.
+    const c = cluster('one', one.port, budget(20, 1));
+    const port = await single([route(prefix('/'), 'one', { retryPolicy: { retryOn: '5xx', numRetries: 3 } })], [c]);
+    const a = call(port, { headers: { host: 'a.test', 'x-id': 'a' } });
+    await vi.waitFor(() => expect(one.seen.length).toBe(2));
+    expect(c.circuit.activeRetries).toBe(1);
+    const b = await call(port, { headers: { host: 'a.test', 'x-id': 'b' } });
+    expect([b.status, b.body, c.circuit.retryOverflows]).toEqual([503, 'b busy', 1]);
+    release();
+    const ra = await a;
+    expect([ra.status, ra.body, one.seen.length, c.circuit.activeRetries]).toEqual([200, 'a ok', 3, 0]);
+  });
+});
+
+describe('least-request balancing', () => {
+  it('counts a request on its host until the response body ends, so a long stream sends the next requests elsewhere', async () => {
+    const [a, b] = [await backend('a'), await backend('b')];
+    let finishStream = (): void => {};
+    const streamDone = new Promise<void>((r) => { finishStream = r; });
+    for (const be of [a, b]) {
+      be.handler = (req, res) => {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        if (req.url === '/stream') {
+          res.write('start;');
+          void streamDone.then(() => res.end('end'));
+        } else res.end(be.name);
+      };
+    }
+    const c = new UpstreamCluster(compiled(staticCluster('lr', [locality([ep('127.0.0.1', a.port), ep('127.0.0.1', b.port)])], {
+      lbPolicy: Cluster_LbPolicy.LEAST_REQUEST,
+    })));
+    clusters.push(c);
+    const port = await single([route(prefix('/'), 'lr')], [c]);
+    const stream = await open(port, { headers: { host: 'a.test' }, path: '/stream' });
+    expect(stream.statusCode).toBe(200);
+    const streaming = a.seen.length === 1 ? a : b;
+    const other = streaming === a ? b : a;
+    const streamingHost = c.hosts.find((h) => h.port === streaming.port)!;
+    expect(streamingHost.activeRequests).toBe(1);
+    const bodies: string[] = [];
+    for (let i = 0; i < 6; i++) bodies.push((await call(port, { headers: { host: 'a.test' } })).body);
+    expect(bodies).toEqual(Array(6).fill(other.name));
+    finishStream();
+    expect(await (async () => { let t = ''; stream.setEncoding('utf8'); for await (const ch of stream) t += ch as string; return t; })()).toBe('start;end');
+    await vi.waitFor(() => expect(c.hosts.map((h) => h.activeRequests)).toEqual([0, 0]));
   });
 });
 

@@ -12,7 +12,7 @@ import { translate } from '../../../control/translate/translator.ts';
 import type { ClientKind } from '../../../control/translate/node-kind.ts';
 import { ROUTE_TYPE_URL } from '../../../xds/resources/type-urls.ts';
 import type { RouteConfiguration } from '../../../xds/gen/envoy/config/route/v3/route_pb.js';
-import { compileRouteTable, DEFAULT_ROUTE_TIMEOUT_MS, type MatchedRoute } from '../../../sidecar/routing/route-table.ts';
+import { compileRouteTable, DEFAULT_PER_REQUEST_BUFFER_LIMIT_BYTES, DEFAULT_ROUTE_TIMEOUT_MS, type MatchedRoute } from '../../../sidecar/routing/route-table.ts';
 import {
   compile, exact, headers, ms, NO_HEADERS, prefix, regex, routeConfig, separated, target, toCluster, type RouteInit,
 } from './fixtures.ts';
@@ -273,6 +273,20 @@ describe('route policies', () => {
     }]));
     const m = t.match('h', '/', 'GET', NO_HEADERS)!;
     expect([m.timeoutMs, m.maxStreamDurationMs]).toEqual([timeoutMs, maxStreamDurationMs]);
+  });
+
+  it.each([
+    ['neither sets it: 1 MiB', undefined, undefined, DEFAULT_PER_REQUEST_BUFFER_LIMIT_BYTES],
+    ['the virtual host sets it', 4096, undefined, 4096],
+    ['the route sets it, over the virtual host', 4096, 100, 100],
+    ['the route sets 0 (no body is retried)', undefined, 0, 0],
+  ])('compiles per_request_buffer_limit_bytes when %s', (_name, vhLimit, routeLimit, want) => {
+    const t = compile(routeConfig([{
+      name: 'vh', domains: ['*'], perRequestBufferLimitBytes: vhLimit,
+      routes: [toCluster('c', prefix('/'), { perRequestBufferLimitBytes: routeLimit })],
+    }]));
+    expect(t.match('h', '/', 'GET', NO_HEADERS)!.perRequestBufferLimitBytes).toBe(want);
+    expect(DEFAULT_PER_REQUEST_BUFFER_LIMIT_BYTES).toBe(1024 * 1024);
   });
 
   it('merges typed_per_filter_config: route over virtual host over route configuration', () => {

@@ -176,6 +176,8 @@ export async function send(cluster: UpstreamCluster): Promise<Exchange> {
     const outcome = classifyUpstreamError(err);
     cluster.reportResult(host, outcome);
     return { host, status: outcome, body: '' };
+  } finally {
+    cluster.endRequest(host);
   }
 }
 

@@ -76,6 +76,7 @@ describe('outlier detection', () => {
         const h = c.pick()!;
         c.startRequest(h);
         c.reportResult(h, h === badHost ? 500 : 200);
+        c.endRequest(h);
       }
     };
     await failUntilEjected();

@@ -78,6 +78,18 @@ describe('load balancing over real connections', () => {
     expect(c.hosts.map((h) => h.activeRequests)).toEqual([0, 0]);
   });
 
+  it('keeps a request active on its host from startRequest to endRequest, whatever reportResult says', () => {
+    const c = make(staticConfig([1, 2], { lbPolicy: Cluster_LbPolicy.LEAST_REQUEST }));
+    const [a, b] = c.hosts;
+    c.startRequest(a!);
+    c.reportResult(a!, 200);
+    expect([a!.activeRequests, a!.totalRequests, a!.totalErrors]).toEqual([1, 1, 0]);
+    expect(Array.from({ length: 8 }, () => c.pick())).toEqual(Array(8).fill(b));
+    c.endRequest(a!);
+    c.endRequest(a!);
+    expect(a!.activeRequests).toBe(0);
+  });
+
   it('speaks h2c with prior knowledge when the cluster asks for HTTP/2, HTTP/1.1 otherwise', async () => {
     const [h2] = await start(1, { h2c: true });
     const [h1] = await start(1);
@@ -244,6 +256,7 @@ describe('close and stats', () => {
         requestOverflows: 0, pendingOverflows: 0, retryOverflows: 0,
         remaining: { requests: 1024, pending: 1024, retries: 3 },
       },
+      retryOrShadowAbandoned: 0,
       outlierDetection: {
         ejectionsActive: 0, ejectionsEnforcedTotal: 0, ejectionsOverflow: 0,
         ejectionsDetected: { consecutive_5xx: 0, consecutive_gateway_failure: 0, consecutive_local_origin_failure: 0 },
