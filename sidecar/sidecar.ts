@@ -36,18 +36,15 @@ import { DurationSchema } from '@bufbuild/protobuf/wkt';
 import type { Logger } from 'pino';
 import { ClusterSchema, Cluster_DiscoveryType, type Cluster } from '../xds/gen/envoy/config/cluster/v3/cluster_pb.js';
 import { RouteConfigurationSchema } from '../xds/gen/envoy/config/route/v3/route_pb.js';
-import { AdsClient } from '../xds/client/ads-client.ts';
-import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL } from '../xds/resources/type-urls.ts';
 import type { SidecarBootstrap } from './bootstrap/bootstrap.ts';
-import { sidecarNode } from './bootstrap/node.ts';
 import { ClusterManager } from './config/cluster-manager.ts';
 import { ConfigStore } from './config/config-store.ts';
-import { DependentSubscriptions } from './config/dependent-subscriptions.ts';
-import type { SidecarSnapshot } from './config/sidecar-snapshot.ts';
+import { SidecarXds } from './config/sidecar-xds.ts';
+import { configDumpOf, type SidecarSnapshot } from './config/sidecar-snapshot.ts';
 import { createForwarder, type Forwarder } from './proxy/forward.ts';
 import { createUpgrader, INBOUND_UPGRADE_TYPES, refuseUpgrade } from './proxy/upgrade.ts';
 import { compileRouteTable, type RouteTable } from './routing/route-table.ts';
-import { compileCluster } from './upstream/compile-cluster.ts';
+import { compileCluster, hostKey } from './upstream/compile-cluster.ts';
 import { UpstreamCluster } from './upstream/upstream-cluster.ts';
 import { HttpListener, type DownstreamRequest, type DownstreamResponse } from './listeners/http-listener.ts';
 import { adminHandler } from './admin/admin.ts';
@@ -103,7 +100,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   readonly #inboundTable: RouteTable;
   readonly #outboundForwarder: Forwarder;
   readonly #inboundForwarder: Forwarder;
-  #client: AdsClient | null = null;
+  #xds: SidecarXds | null = null;
   #phase: Phase = 'new';
   /** The outbound listener's route table in store.current, found once per swap, not per request. */
   #outboundTable: RouteTable | undefined;
@@ -112,8 +109,6 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   #ready = false;
   #inboundPort = 0;
   #addresses: SidecarAddresses | null = null;
-  readonly #subscriptions = new DependentSubscriptions();
-  readonly #xds = { updates: {} as Record<string, number>, nacks: {} as Record<string, number>, snapshotErrors: 0, connects: 0, disconnects: 0 };
   #drained: Promise<boolean> | null = null;
   #closing: Promise<void> | null = null;
 
@@ -192,9 +187,9 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       const outboundPort = await this.#outbound.listen(b.outbound.address, w?.outboundPort ?? b.outbound.port, reuse);
       // --- end workers ---
       this.#addresses = {
-        inbound: hostPort(b.inbound.address, this.#inboundPort),
-        outbound: hostPort(b.outbound.address, outboundPort),
-        admin: w !== null ? '' : hostPort(b.admin.address, adminPort),
+        inbound: hostKey(b.inbound.address, this.#inboundPort),
+        outbound: hostKey(b.outbound.address, outboundPort),
+        admin: w !== null ? '' : hostKey(b.admin.address, adminPort),
       };
     } catch (err) {
       await this.close();
@@ -209,47 +204,10 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     }
     // --- end workers ---
 
-    const client = new AdsClient({
-      address: b.controlPlane.address,
-      protocol: 'sotw',
-      node: sidecarNode(b, this.#inboundPort, false, this.#version),
-    });
-    this.#client = client;
-    client.on('update', (typeUrl) => this.#onUpdate(typeUrl));
-    client.on('nack', (typeUrl, error) => {
-      this.#xds.nacks[typeUrl] = (this.#xds.nacks[typeUrl] ?? 0) + 1;
-      this.#log.warn({ typeUrl, error }, 'xDS update rejected (NACK)');
-    });
-    client.on('connected', () => {
-      this.#xds.connects++;
-      this.#log.info({ controlPlane: b.controlPlane.address }, 'connected to the control plane');
-    });
-    client.on('disconnected', (reason) => {
-      this.#xds.disconnects++;
-      this.#log.warn({ reason }, 'disconnected from the control plane');
-    });
-    client.subscribe(CLUSTER_TYPE_URL, '*');
-    client.subscribe(LISTENER_TYPE_URL, '*');
-    client.start();
+    this.#xds = new SidecarXds({ bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.store.applyFrom(client) });
     this.#phase = 'running';
     this.#log.info({ ...this.#addresses, node: b.node.id, service: `${b.node.namespace}/${b.node.service}` }, 'sidecar started');
     return this.#addresses!;
-  }
-
-  #onUpdate(typeUrl: string): void {
-    this.#xds.updates[typeUrl] = (this.#xds.updates[typeUrl] ?? 0) + 1;
-    const client = this.#client;
-    if (client === null || this.#phase === 'closed') return;
-    try {
-      this.#subscriptions.sync(client);
-      const r = this.store.applyFrom(client);
-      if (!r.valid) {
-        this.#xds.snapshotErrors++;
-        this.#log.warn({ errors: r.errors }, 'configuration refused; the last good one stays');
-      }
-    } catch (err) {
-      this.#log.error({ err }, 'applying an xDS update failed');
-    }
   }
 
   #onSwap(next: SidecarSnapshot): void {
@@ -269,11 +227,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#ready = true;
     this.#outbound.setHandler((req, res) => this.#handleOutbound(req, res));
     if (this.#phase !== 'running') return;
-    try {
-      this.#client?.setNode(sidecarNode(this.#b, this.#inboundPort, true, this.#version));
-    } catch (err) {
-      this.#log.error({ err }, 'reporting readiness to the control plane failed');
-    }
+    this.#xds?.setReady(true);
     this.#log.info({ version: next.version }, 'sidecar ready');
     this.emit('ready', next);
   }
@@ -313,11 +267,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     if (this.#drained) return this.#drained;
     if (this.#phase === 'running' || this.#phase === 'starting') this.#phase = 'draining';
     this.#log.info({ deadlineMs }, 'draining');
-    try {
-      if (this.#client && this.#phase === 'draining') this.#client.setNode(sidecarNode(this.#b, this.#inboundPort, false, this.#version));
-    } catch {
-      // The client is closed already.
-    }
+    if (this.#phase === 'draining') this.#xds?.setReady(false);
     this.#drained = Promise.all([this.#inbound.drain(deadlineMs), this.#outbound.drain(deadlineMs)]).then(([a, b]) => {
       this.#log.info({ finished: a && b }, 'drained');
       return a && b;
@@ -334,7 +284,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   async #close(): Promise<void> {
     this.#phase = 'closed';
     this.#ready = false;
-    this.#client?.close();
+    this.#xds?.close();
     this.store.removeAllListeners('swap');
     await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close()]);
     await Promise.all([this.clusters.close(), this.#inboundCluster.close()]);
@@ -342,19 +292,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
 
   /** /config_dump. */
   configDump(): unknown {
-    const s = this.store.current;
-    return {
-      node: { id: this.#b.node.id, service: `${this.#b.node.namespace}/${this.#b.node.service}` },
-      ready: this.ready,
-      version: s?.version ?? null,
-      complete: s?.complete ?? false,
-      missing: s?.missing ?? null,
-      listeners: s?.listeners ?? [],
-      routeConfigs: s ? [...s.routeTables.keys()].sort() : [],
-      clusters: s ? [...s.clusterConfigs.keys()].sort() : [],
-      versions: s?.versions ?? null,
-      inbound: { cluster: this.#inboundCluster.config.name, workload: this.#b.workload.address },
-    };
+    return { ...configDumpOf(this.#b.node, this.ready, this.store.current), inbound: { cluster: this.#inboundCluster.config.name, workload: this.#b.workload.address } };
   }
 
   /** /clusters: the xDS clusters and the inbound one. */
@@ -367,15 +305,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     return {
       ready: this.ready,
       listeners: { inbound: this.#inbound.stats(), outbound: this.#outbound.stats() },
-      xds: {
-        connected: this.#client?.connected ?? false,
-        connects: this.#xds.connects,
-        disconnects: this.#xds.disconnects,
-        updates: { ...this.#xds.updates },
-        nacks: { ...this.#xds.nacks },
-        snapshotErrors: this.#xds.snapshotErrors,
-        snapshotVersion: this.store.current?.version ?? null,
-      },
+      xds: this.#xds?.stats(this.store.current?.version ?? null) ?? null,
     };
   }
 }
@@ -414,10 +344,6 @@ function inboundResources(b: SidecarBootstrap): { cluster: Cluster; route: Retur
     }],
   });
   return { cluster, route };
-}
-
-function hostPort(address: string, port: number): string {
-  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 function localReply(res: DownstreamResponse, status: number, body: string): void {

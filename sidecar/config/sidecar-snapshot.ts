@@ -273,3 +273,18 @@ function deepFreezePlain<T>(value: T): T {
   }
   return value;
 }
+
+/** The /config_dump body of a sidecar: its node, readiness and what `s` holds (null before any configuration). */
+export function configDumpOf(node: { readonly id: string; readonly namespace: string; readonly service: string }, ready: boolean, s: SidecarSnapshot | null): Record<string, unknown> {
+  return {
+    node: { id: node.id, service: `${node.namespace}/${node.service}` },
+    ready,
+    version: s?.version ?? null,
+    complete: s?.complete ?? false,
+    missing: s?.missing ?? null,
+    listeners: s?.listeners ?? [],
+    routeConfigs: s ? [...s.routeTables.keys()].sort() : [],
+    clusters: s ? [...s.clusterConfigs.keys()].sort() : [],
+    versions: s?.versions ?? null,
+  };
+}

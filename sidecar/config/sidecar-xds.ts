@@ -1,0 +1,100 @@
+/**
+ * A sidecar's one xDS stream (ADS, SotW): CDS and LDS by wildcard, EDS and RDS as they follow
+ * (DependentSubscriptions), the node re-sent when readiness changes, counters for /stats.
+ * Shared by the single-process Sidecar and the primary of a `--workers N` sidecar; what an
+ * update does to the configuration is the owner's `apply`.
+ */
+import type { Logger } from 'pino';
+import { AdsClient } from '../../xds/client/ads-client.ts';
+import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
+import { sidecarNode } from '../bootstrap/node.ts';
+import { DependentSubscriptions } from './dependent-subscriptions.ts';
+
+/** What an update led to: applied, or refused with reasons (the last good configuration stays). */
+export type ApplyOutcome = { readonly valid: true } | { readonly valid: false; readonly errors: readonly string[] };
+
+export interface SidecarXdsOptions {
+  readonly bootstrap: SidecarBootstrap;
+  /** The inbound port advertised in the node metadata (the endpoint the control plane registers). */
+  readonly inboundPort: number;
+  readonly version: string;
+  readonly logger: Logger;
+  /** Builds and applies a configuration from the client's state after every accepted update. */
+  readonly apply: (client: AdsClient) => ApplyOutcome;
+}
+
+export class SidecarXds {
+  readonly client: AdsClient;
+  readonly #o: SidecarXdsOptions;
+  readonly #subscriptions = new DependentSubscriptions();
+  readonly #counts = { updates: {} as Record<string, number>, nacks: {} as Record<string, number>, snapshotErrors: 0, connects: 0, disconnects: 0 };
+
+  /** Connects at once: CDS and LDS subscribed, the node not ready yet. */
+  constructor(options: SidecarXdsOptions) {
+    this.#o = options;
+    const b = options.bootstrap;
+    const log = options.logger;
+    const c = this.#counts;
+    const client = new AdsClient({ address: b.controlPlane.address, protocol: 'sotw', node: sidecarNode(b, options.inboundPort, false, options.version) });
+    this.client = client;
+    client.on('update', (typeUrl) => this.#onUpdate(typeUrl));
+    client.on('nack', (typeUrl, error) => {
+      c.nacks[typeUrl] = (c.nacks[typeUrl] ?? 0) + 1;
+      log.warn({ typeUrl, error }, 'xDS update rejected (NACK)');
+    });
+    client.on('connected', () => {
+      c.connects++;
+      log.info({ controlPlane: b.controlPlane.address }, 'connected to the control plane');
+    });
+    client.on('disconnected', (reason) => {
+      c.disconnects++;
+      log.warn({ reason }, 'disconnected from the control plane');
+    });
+    client.subscribe(CLUSTER_TYPE_URL, '*');
+    client.subscribe(LISTENER_TYPE_URL, '*');
+    client.start();
+  }
+
+  /** Tells the control plane whether this sidecar serves (it registers the workload as an endpoint only when ready). */
+  setReady(ready: boolean): void {
+    try {
+      this.client.setNode(sidecarNode(this.#o.bootstrap, this.#o.inboundPort, ready, this.#o.version));
+    } catch (err) {
+      this.#o.logger.error({ err, ready }, 'reporting readiness to the control plane failed');
+    }
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  /** The `xds` part of /stats. */
+  stats(snapshotVersion: string | null): unknown {
+    const c = this.#counts;
+    return {
+      connected: this.client.connected,
+      connects: c.connects,
+      disconnects: c.disconnects,
+      updates: { ...c.updates },
+      nacks: { ...c.nacks },
+      snapshotErrors: c.snapshotErrors,
+      snapshotVersion,
+    };
+  }
+
+  #onUpdate(typeUrl: string): void {
+    const c = this.#counts;
+    c.updates[typeUrl] = (c.updates[typeUrl] ?? 0) + 1;
+    try {
+      this.#subscriptions.sync(this.client);
+      const r = this.#o.apply(this.client);
+      if (!r.valid) {
+        c.snapshotErrors++;
+        this.#o.logger.warn({ errors: r.errors }, 'configuration refused; the last good one stays');
+      }
+    } catch (err) {
+      this.#o.logger.error({ err }, 'applying an xDS update failed');
+    }
+  }
+}
