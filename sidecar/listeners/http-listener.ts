@@ -144,6 +144,13 @@ export type RequestHandler = (req: DownstreamRequest, res: DownstreamResponse) =
  */
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, respond: (status: number) => void) => void;
 
+/** `res` is over: it no longer holds back a rejection waiting on this connection. */
+function settle(conn: Conn | undefined, res: ServerResponse): void {
+  if (conn === undefined) return;
+  conn.pending.delete(res);
+  conn.onSettled?.();
+}
+
 export class HttpListener {
   readonly name: string;
   readonly #server: Server;
@@ -393,18 +400,13 @@ export class HttpListener {
       conn.pending.add(res);
       conn.lastReq = req;
       conn.lastRes = res;
-      const settle = () => {
-        conn.pending.delete(res);
-        conn.onSettled?.();
-      };
-      res.once('finish', settle);
-      res.once('close', settle);
     }
     const s = this.#stats;
     const refusal = refusalStatus(req);
     if (refusal !== 0) {
       s.rejected++;
       this.#rejecting.add(req.socket);
+      res.once('close', () => settle(conn, res));
       const body = refusalBody(refusal);
       res.writeHead(refusal, { connection: 'close', 'content-type': 'text/plain', 'content-length': body.length });
       res.end(body);
@@ -414,14 +416,11 @@ export class HttpListener {
     s.inFlight++;
     // While draining, no connection is kept for another request.
     if (this.#draining) res.shouldKeepAlive = false;
-    let done = false;
-    const end = (complete: boolean) => {
-      if (done) return;
-      done = true;
-      this.#ended(complete ? res.statusCode : null);
-    };
-    res.once('finish', () => end(true));
-    res.once('close', () => end(res.writableFinished));
+    // One listener per request (hot path): 'close' follows 'finish', or a cut connection.
+    res.once('close', () => {
+      settle(conn, res);
+      this.#ended(res.writableFinished ? res.statusCode : null);
+    });
     this.#dispatch(req, res);
   }
 

@@ -17,12 +17,17 @@ export const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+/** Connection values that list only `close` / `keep-alive` (no header to drop beyond HOP_BY_HOP). */
+const COMMON_CONNECTION_VALUES = new Set(['keep-alive', 'Keep-Alive', 'close', 'Close', 'keep-alive, close']);
+
 /**
  * Lowercase field names listed in a Connection header value (`close, X-Foo` → {close, x-foo}),
  * or null when there is no Connection header or it names nothing.
  */
 export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;
+  // The common values name nothing beyond the hop-by-hop fields already dropped: no Set, no split.
+  if (typeof value === 'string' && COMMON_CONNECTION_VALUES.has(value)) return null;
   const joined = typeof value === 'string' ? value : value.join(',');
   let out: Set<string> | null = null;
   for (const t of joined.split(',')) {
