@@ -24,14 +24,16 @@
  * bench/results/xds-scale-<date>.json.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { arch, cpus, release, tmpdir, totalmem } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { arch, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Child, killAll, stopAll } from './child.ts';
+import { freePort } from '../common/free-port.ts';
+import { runBench } from '../common/run-bench.ts';
+import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
+import { Child } from './child.ts';
 import { loadEnvironment, type BenchEnvironment } from './environment.ts';
 import { writeMesh, writeServiceZero } from './mesh-config.ts';
 import { cpuMs, machineBusyMs, peakRssKiB, rssKiB } from './proc-stats.ts';
@@ -50,18 +52,6 @@ const LABEL: Record<ServerName, string> = { palisade: 'palisade', gcp: 'go-contr
 /** Wall-clock time in Unix nanoseconds, sub-millisecond (the load client compares against its own clock). */
 function wallNs(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function pollReady(url: string, child: Child, timeoutMs: number): Promise<void> {
@@ -132,17 +122,8 @@ interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** Config directories still on disk; removed on the way out whatever happens. */
-const tempDirs = new Set<string>();
-
-function removeTempDirs(): void {
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-  tempDirs.clear();
-}
-
 async function startPalisade(env: BenchEnvironment): Promise<RunningServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'palisade-xds-scale-'));
-  tempDirs.add(dir);
+  const dir = makeTempDir('palisade-xds-scale-');
   writeMesh(dir, env.services);
   const [xdsPort, adminPort] = [await freePort(), await freePort()];
   // Node, unlike Go, does not lift its soft RLIMIT_NOFILE to the hard limit; 10k
@@ -164,8 +145,7 @@ async function startPalisade(env: BenchEnvironment): Promise<RunningServer> {
     await pollReady(`http://127.0.0.1:${adminPort}/ready`, child, 60_000);
   } catch (err) {
     await child.stop();
-    rmSync(dir, { recursive: true, force: true });
-    tempDirs.delete(dir);
+    removeTempDir(dir);
     throw err;
   }
   let generation = 0;
@@ -175,8 +155,7 @@ async function startPalisade(env: BenchEnvironment): Promise<RunningServer> {
     change: async () => writeServiceZero(dir, ++generation),
     stop: async () => {
       await child.stop();
-      rmSync(dir, { recursive: true, force: true });
-      tempDirs.delete(dir);
+      removeTempDir(dir);
     },
   };
 }
@@ -494,23 +473,4 @@ async function main(): Promise<number> {
   return results.some((r) => r.error !== undefined) ? 1 : 0;
 }
 
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    killAll();
-    removeTempDirs();
-    process.exit(130);
-  });
-}
-process.once('exit', () => {
-  killAll();
-  removeTempDirs();
-});
-
-try {
-  process.exitCode = await main();
-} catch (err) {
-  console.error(`xds-scale: ${(err as Error).stack ?? String(err)}`);
-  process.exitCode = 1;
-} finally {
-  await stopAll();
-}
+await runBench('xds-scale', main);
