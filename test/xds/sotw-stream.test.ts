@@ -98,6 +98,21 @@ describe('SotW ADS', () => {
     expect(unpackAll(res, ClusterLoadAssignmentSchema).map((c) => c.clusterName)).toEqual(['later']);
   });
 
+  it('sends a named resource again when the client unsubscribed from every name and subscribes to it again', async () => {
+    cache.setSnapshot(GROUP, meshSnapshot({ clusters: { a: [1] }, routeTo: 'a' }));
+    const s = open();
+    s.send({ node: testNode(), typeUrl: ENDPOINT_TYPE_URL, resourceNames: ['a'] });
+    const first = await s.next();
+    s.ack(first, ['a']);
+    // Nothing subscribed (an empty list on a non-wildcard type): the client drops `a`.
+    s.send({ typeUrl: ENDPOINT_TYPE_URL, versionInfo: first.versionInfo, responseNonce: first.nonce, resourceNames: [] });
+    expect(await s.silentFor(300)).toBe(true);
+    // The same name again, at the version it last ACKed: the server owes it the resource.
+    s.send({ typeUrl: ENDPOINT_TYPE_URL, versionInfo: first.versionInfo, responseNonce: first.nonce, resourceNames: ['a'] });
+    const again = await s.next();
+    expect(unpackAll(again, ClusterLoadAssignmentSchema).map((c) => c.clusterName)).toEqual(['a']);
+  });
+
   it('answers a listener subscription for a missing name with an empty response (it does not exist)', async () => {
     cache.setSnapshot(GROUP, meshSnapshot({ clusters: { a: [1] }, routeTo: 'a' }));
     const s = open();

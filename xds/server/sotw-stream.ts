@@ -96,6 +96,9 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
     if (names.length === 0) {
       if (first && fullState) ts.legacyWildcard = true;
       ts.names = ts.legacyWildcard ? null : new Set();
+      // Unsubscribed from every name: the client dropped what it had, so a later
+      // subscription to the same names at the same version must be answered again.
+      if (ts.names !== null) ts.sentNamesKey = undefined;
     } else {
       ts.legacyWildcard = false;
       ts.names = names.includes(WILDCARD) ? null : new Set(names);
