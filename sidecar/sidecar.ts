@@ -46,7 +46,7 @@ import { createUpgrader, INBOUND_UPGRADE_TYPES, refuseUpgrade } from './proxy/up
 import { compileRouteTable, type RouteTable } from './routing/route-table.ts';
 import { compileCluster, hostKey } from './upstream/compile-cluster.ts';
 import { UpstreamCluster } from './upstream/upstream-cluster.ts';
-import { HttpListener, type DownstreamRequest, type DownstreamResponse } from './listeners/http-listener.ts';
+import { HttpListener, type DownstreamRequest, type DownstreamResponse, type UpgradeHandler } from './listeners/http-listener.ts';
 import { adminHandler } from './admin/admin.ts';
 
 /** Default deadline for requests in flight when draining, ms. */
@@ -94,12 +94,19 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   /** Worker mode (SidecarOptions.worker): null for a single-process sidecar. */
   readonly #worker: { readonly inboundPort: number; readonly outboundPort: number } | null;
   readonly #inbound = new HttpListener('inbound');
-  readonly #outbound = new HttpListener('outbound');
+  /** Replaced by a new, unbound one when LDS removes the outbound listener (the old one drains). */
+  #outbound = new HttpListener('outbound');
+  /** Outbound listeners draining after LDS removed them; closed at once by close(). */
+  readonly #retiring = new Set<HttpListener>();
+  /** Whether the current snapshot has the outbound listener (and its routes); false while it is away. */
+  #outboundInLds = true;
+  #outboundPort = 0;
   readonly #admin = new HttpListener('admin');
   readonly #inboundCluster: UpstreamCluster;
   readonly #inboundTable: RouteTable;
   readonly #outboundForwarder: Forwarder;
   readonly #inboundForwarder: Forwarder;
+  readonly #outboundUpgrade: UpgradeHandler;
   #xds: SidecarXds | null = null;
   #phase: Phase = 'new';
   /** The outbound listener's route table in store.current, found once per swap, not per request. */
@@ -139,11 +146,12 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     const inboundUpgrader = createUpgrader({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
     this.#inbound.setUpgradeHandler((req, socket, head, respond) => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond));
     const outboundUpgrader = createUpgrader({ getCluster: (name) => this.clusters.get(name) });
-    this.#outbound.setUpgradeHandler((req, socket, head, respond) => {
+    this.#outboundUpgrade = (req, socket, head, respond) => {
       const table = this.#ready ? this.#outboundTable : undefined;
       if (table === undefined) refuseUpgrade(socket, respond, 503, this.#ready ? 'no route configuration' : 'not ready');
       else outboundUpgrader.upgrade(req, socket, head, table, this.#outboundUpgrades, respond);
-    });
+    };
+    this.#outbound.setUpgradeHandler(this.#outboundUpgrade);
     this.#admin.setHandler(adminHandler({
       isReady: () => this.ready,
       configDump: () => this.configDump(),
@@ -185,6 +193,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       this.#inboundPort = await this.#inbound.listen(b.inbound.address, w?.inboundPort ?? b.inbound.port, reuse);
       const adminPort = w !== null ? 0 : await this.#admin.listen(b.admin.address, b.admin.port);
       const outboundPort = await this.#outbound.listen(b.outbound.address, w?.outboundPort ?? b.outbound.port, reuse);
+      this.#outboundPort = outboundPort;
       // --- end workers ---
       this.#addresses = {
         inbound: hostKey(b.inbound.address, this.#inboundPort),
@@ -222,14 +231,51 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       return;
     }
     this.#log.debug({ version: next.version, complete: next.complete, missing: next.missing }, 'configuration applied');
+    // Removed: the listener left LDS. Back: the listener is in LDS and its routes arrived (warm).
+    const inLds = this.#outboundInLds ? listener !== undefined : this.#outboundTable !== undefined;
     // A worker may get its configuration before start() ('new'): it binds ready.
-    if (!next.complete || this.#ready || this.#phase === 'draining') return;
+    if (!next.complete || this.#ready || this.#phase === 'draining') {
+      this.#followLds(inLds);
+      return;
+    }
     this.#ready = true;
     this.#outbound.setHandler((req, res) => this.#handleOutbound(req, res));
     if (this.#phase !== 'running') return;
     this.#xds?.setReady(true);
     this.#log.info({ version: next.version }, 'sidecar ready');
     this.emit('ready', next);
+    this.#followLds(inLds);
+  }
+
+  /**
+   * As Envoy does with a listener LDS removes: the outbound listener stops accepting, its
+   * requests in flight get the drain timeout to finish, then it closes; when LDS has it again
+   * and its routes have arrived (Envoy's listener warming), it binds the same port again. A
+   * listener whose route configuration is only missing for a moment (renamed) is not removed.
+   * The inbound listener is the bootstrap's and stays.
+   */
+  #followLds(inLds: boolean): void {
+    if (!this.#ready || this.#phase !== 'running' || inLds === this.#outboundInLds) return;
+    this.#outboundInLds = inLds;
+    const b = this.#b;
+    if (!inLds) {
+      const old = this.#outbound;
+      this.#outbound = new HttpListener('outbound');
+      this.#outbound.setUpgradeHandler(this.#outboundUpgrade);
+      this.#retiring.add(old);
+      this.#log.warn({ port: this.#outboundPort }, 'the outbound listener left LDS: draining it');
+      void old.drain(this.#drainTimeoutMs).then((finished) => {
+        this.#retiring.delete(old);
+        this.#log.info({ port: this.#outboundPort, finished }, 'the outbound listener drained and closed');
+      });
+      return;
+    }
+    const l = this.#outbound;
+    l.setHandler((req, res) => this.#handleOutbound(req, res));
+    l.listen(b.outbound.address, this.#outboundPort, { reusePort: this.#worker !== null }).then(
+      () => this.#log.info({ port: this.#outboundPort }, 'the outbound listener is back in LDS: listening again'),
+      (err: unknown) => this.#log.error({ err, port: this.#outboundPort }, 'the outbound listener could not bind again'),
+    );
   }
 
   #handleOutbound(req: DownstreamRequest, res: DownstreamResponse): void {
@@ -286,7 +332,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#ready = false;
     this.#xds?.close();
     this.store.removeAllListeners('swap');
-    await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close()]);
+    await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close(), ...[...this.#retiring].map((l) => l.close())]);
     await Promise.all([this.clusters.close(), this.#inboundCluster.close()]);
   }
 

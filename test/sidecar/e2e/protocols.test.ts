@@ -15,6 +15,7 @@ import { startTestSidecar } from '../../helpers/sidecar.ts';
 import { startControlPlane, type TestControlPlane } from '../../helpers/control-plane.ts';
 import { h2call, h2connect } from '../listeners/fixtures.ts';
 import { until } from '../../helpers/until.ts';
+import { servicesYaml } from '../../helpers/services-yaml.ts';
 
 /** An HTTP/1.1 server answering `<name> <httpVersion>` that also echoes WebSocket messages as `<name>: <msg>`. */
 async function h1AndWs(name: string): Promise<{ server: Server; wss: WebSocketServer; port: number; upgrades: IncomingMessage['headers'][] }> {
@@ -47,39 +48,12 @@ async function h2cServer(name: string): Promise<{ server: http2.Http2Server; por
   return { server, port: (server.address() as AddressInfo).port, sessions };
 }
 
-const SERVICES = (apiPort: number, rpcPort: number, chatPort: number) => `
-apiVersion: palisade.dev/v1
-kind: Service
-metadata: { name: web }
-spec: { protocol: http, port: 8080 }
----
-apiVersion: palisade.dev/v1
-kind: Service
-metadata: { name: api }
-spec:
-  protocol: http
-  port: 9090
-  endpoints:
-    - { address: 127.0.0.1, port: ${apiPort} }
----
-apiVersion: palisade.dev/v1
-kind: Service
-metadata: { name: rpc }
-spec:
-  protocol: grpc
-  port: 9191
-  endpoints:
-    - { address: 127.0.0.1, port: ${rpcPort} }
----
-apiVersion: palisade.dev/v1
-kind: Service
-metadata: { name: chat }
-spec:
-  protocol: http
-  port: 9292
-  endpoints:
-    - { address: 127.0.0.1, port: ${chatPort} }
-`;
+const SERVICES = (apiPort: number, rpcPort: number, chatPort: number) => servicesYaml(
+  { name: 'web', port: 8080 },
+  { name: 'api', port: 9090, endpointPorts: [apiPort] },
+  { name: 'rpc', port: 9191, protocol: 'grpc', endpointPorts: [rpcPort] },
+  { name: 'chat', port: 9292, endpointPorts: [chatPort] },
+);
 
 describe('sidecar protocols, end to end', () => {
   let cp: TestControlPlane;

@@ -7,7 +7,7 @@
  *     new control plane on the same xDS port is found again without help, its changes applied.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,8 @@ import { Snapshot } from '../../../xds/cache/snapshot.ts';
 import { ClusterLoadAssignmentSchema, type ClusterLoadAssignment } from '../../../xds/gen/envoy/config/endpoint/v3/endpoint_pb.js';
 import { ENDPOINT_TYPE_URL } from '../../../xds/resources/type-urls.ts';
 import { until } from '../../helpers/until.ts';
+import { httpGet } from '../../helpers/http.ts';
+import { webAndApiYaml } from '../../helpers/services-yaml.ts';
 
 function httpServer(body: string): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
@@ -37,22 +39,7 @@ function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-interface Reply { status: number; body: string }
-
-function get(address: string, path: string, headers: Record<string, string> = {}): Promise<Reply> {
-  const i = address.lastIndexOf(':');
-  return new Promise((resolve, reject) => {
-    const req = request({ host: address.slice(0, i), port: Number(address.slice(i + 1)), path, headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.setTimeout(5000, () => req.destroy(new Error('request timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = httpGet;
 
 /** A loopback port that was free a moment ago. */
 function freePort(): Promise<number> {
@@ -66,21 +53,7 @@ function freePort(): Promise<number> {
   });
 }
 
-const CONFIG = (apiPort: number) => `
-apiVersion: palisade.dev/v1
-kind: Service
-metadata: { name: web }
-spec: { protocol: http, port: 8080 }
----
-apiVersion: palisade.dev/v1
-kind: Service
-metadata: { name: api }
-spec:
-  protocol: http
-  port: 9090
-  endpoints:
-    - { address: 127.0.0.1, port: ${apiPort} }
-`;
+const CONFIG = webAndApiYaml;
 
 const WEIGHT_ERROR = 'endpoints[0].lb_endpoints[0].load_balancing_weight: value must be greater than or equal to 1, got 0';
 

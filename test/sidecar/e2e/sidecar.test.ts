@@ -10,6 +10,7 @@ import { parseBootstrap } from '../../../sidecar/bootstrap/bootstrap.ts';
 import { Sidecar } from '../../../sidecar/sidecar.ts';
 import { startControlPlane, type TestControlPlane } from '../../helpers/control-plane.ts';
 import { until } from '../../helpers/until.ts';
+import { webAndApiYaml } from '../../helpers/services-yaml.ts';
 
 /** Answers `body`; `/slow` answers after 300 ms. */
 function httpServer(body: string): Promise<{ server: Server; port: number }> {
@@ -92,21 +93,7 @@ async function gate(target: () => string) {
   };
 }
 
-const SERVICES = (apiPort: number) => `
-apiVersion: palisade.dev/v1
-kind: Service
-metadata: { name: web }
-spec: { protocol: http, port: 8080 }
----
-apiVersion: palisade.dev/v1
-kind: Service
-metadata: { name: api }
-spec:
-  protocol: http
-  port: 9090
-  endpoints:
-    - { address: 127.0.0.1, port: ${apiPort} }
-`;
+const SERVICES = webAndApiYaml;
 
 describe('palisade sidecar, end to end', () => {
   let cp: TestControlPlane;
