@@ -2,7 +2,7 @@
  * A raw ADS client for protocol tests: sends exactly the requests a test writes and hands
  * back each response in order, decoded, so tests assert the protocol, not a library.
  */
-import { credentials, makeGenericClientConstructor, type ClientDuplexStream } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, type ChannelCredentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { create, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { anyUnpack } from '@bufbuild/protobuf/wkt';
 import {
@@ -102,8 +102,9 @@ abstract class RawStream<Req, Res> {
 }
 
 export class RawSotwStream extends RawStream<DiscoveryRequest, DiscoveryResponse> {
-  constructor(address: string) {
-    const client = new AdsClient(address, credentials.createInsecure());
+  /** Plaintext unless `channelCredentials` says otherwise (TLS, mTLS). */
+  constructor(address: string, channelCredentials: ChannelCredentials = credentials.createInsecure()) {
+    const client = new AdsClient(address, channelCredentials);
     super(client, client.streamAggregatedResources!() as ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>);
   }
 

@@ -7,7 +7,7 @@ import type { Node } from '../gen/envoy/config/core/v3/base_pb.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import type { SnapshotCache } from '../cache/snapshot-cache.ts';
 import { ADS_SERVICE } from '../transport/ads-service.ts';
-import type { ServerCallbacks } from './callbacks.ts';
+import type { ServerCallbacks, StreamAuthorizer } from './callbacks.ts';
 import { DeltaStream } from './delta-stream.ts';
 import { SotwStream } from './sotw-stream.ts';
 import type { StreamDeps } from './stream-base.ts';
@@ -21,6 +21,8 @@ export interface AdsServerOptions {
   callbacks?: ServerCallbacks;
   /** Server credentials; insecure (plaintext) by default, for loopback. */
   credentials?: ServerCredentials;
+  /** Refuses streams whose node the peer may not speak for (e.g. by its SVID); none: all served. */
+  authorize?: StreamAuthorizer;
 }
 
 export class AdsServer {
@@ -36,6 +38,7 @@ export class AdsServer {
       ensureGroup: options.ensureGroup,
       callbacks: options.callbacks ?? {},
       onClosed: (stream) => this.#streams.delete(stream as SotwStream | DeltaStream),
+      authorize: options.authorize,
     };
     this.#credentials = options.credentials ?? ServerCredentials.createInsecure();
     this.#server = new Server({

@@ -1,3 +1,4 @@
+import type { PeerCertificate } from 'node:tls';
 import type { Node } from '../gen/envoy/config/core/v3/base_pb.js';
 
 /** What the server knows of one ADS stream; handed to every callback. */
@@ -8,6 +9,11 @@ export interface StreamInfo {
   /** The peer's address as grpc-js reports it (e.g. "ipv4:127.0.0.1:51234"). */
   readonly peer: string;
   readonly openedAt: Date;
+  /**
+   * The peer's TLS certificate when the stream runs over TLS and the client sent one (its
+   * `subjectaltname` holds the SPIFFE ID of an SVID); null otherwise.
+   */
+  readonly peerCertificate: PeerCertificate | null;
   /** Set from the first request that carries one. */
   node: Node | undefined;
   group: string | undefined;
@@ -30,3 +36,10 @@ export interface ServerCallbacks {
   /** A request that was not understood: unknown type URL, missing node. */
   onIgnoredRequest?(info: StreamInfo, typeUrl: string, reason: string): void;
 }
+
+/**
+ * Decides whether a stream may be served for `node`: null allows it, a string refuses it
+ * (the stream ends with PERMISSION_DENIED and that reason). Called on the first request
+ * carrying a node and again whenever a later request carries a node.
+ */
+export type StreamAuthorizer = (node: Node, info: StreamInfo) => string | null;

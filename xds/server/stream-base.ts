@@ -8,7 +8,7 @@ import { findResourceType, type ResourceType } from '../resources/registry.ts';
 import type { Node } from '../gen/envoy/config/core/v3/base_pb.js';
 import type { Snapshot } from '../cache/snapshot.ts';
 import type { SnapshotCache } from '../cache/snapshot-cache.ts';
-import type { ServerCallbacks, StreamInfo } from './callbacks.ts';
+import type { ServerCallbacks, StreamAuthorizer, StreamInfo } from './callbacks.ts';
 
 export interface StreamDeps {
   readonly cache: SnapshotCache;
@@ -18,6 +18,8 @@ export interface StreamDeps {
   readonly ensureGroup?: ((group: string, node: Node) => void) | undefined;
   readonly callbacks: ServerCallbacks;
   readonly onClosed?: ((stream: object) => void) | undefined;
+  /** Refuses streams whose node the peer may not speak for; none: every stream is served. */
+  readonly authorize?: StreamAuthorizer | undefined;
 }
 
 let nextStreamId = 1;
@@ -33,7 +35,10 @@ export abstract class StreamBase<Req, Res> {
   constructor(call: ServerDuplexStream<Req, Res>, deps: StreamDeps, protocol: 'sotw' | 'delta') {
     this.call = call;
     this.deps = deps;
-    this.info = { id: nextStreamId++, protocol, peer: call.getPeer(), openedAt: new Date(), node: undefined, group: undefined };
+    const cert = call.getAuthContext().sslPeerCertificate;
+    // Node reports "no certificate" as an empty object.
+    const peerCertificate = cert !== undefined && cert.raw !== undefined ? cert : null;
+    this.info = { id: nextStreamId++, protocol, peer: call.getPeer(), peerCertificate, openedAt: new Date(), node: undefined, group: undefined };
     deps.callbacks.onStreamOpen?.(this.info);
     call.on('data', (req: Req) => {
       if (this.#closed) return;
@@ -74,12 +79,13 @@ export abstract class StreamBase<Req, Res> {
       // A later request may carry the node again, with new metadata (readiness, labels).
       // The group stays: it was chosen on the first node.
       if (node) {
+        if (!this.#authorized(node)) return false;
         this.info.node = node;
         this.deps.callbacks.onStreamNodeUpdate?.(this.info);
       }
       return true;
     }
-    if (!node) return false;
+    if (!node || !this.#authorized(node)) return false;
     this.info.node = node;
     const group = this.deps.nodeGroup(node);
     this.info.group = group;
@@ -92,12 +98,24 @@ export abstract class StreamBase<Req, Res> {
     return true;
   }
 
+  /** Asks the authorizer about `node`; a refusal ends the stream with PERMISSION_DENIED. */
+  #authorized(node: Node): boolean {
+    const reason = this.deps.authorize?.(node, this.info) ?? null;
+    if (reason === null) return true;
+    this.deps.callbacks.onIgnoredRequest?.(this.info, '', `unauthorized: ${reason}`);
+    this.fail(status.PERMISSION_DENIED, reason);
+    return false;
+  }
+
   /**
    * The checks every request passes first: the stream has a node (else it is closed with
-   * INVALID_ARGUMENT) and the type URL is registered (else the request is ignored).
+   * INVALID_ARGUMENT), the peer may speak for it (else PERMISSION_DENIED) and the type URL is
+   * registered (else the request is ignored).
    */
   protected admit(node: Node | undefined, typeUrl: string, what: string): ResourceType | undefined {
+    if (this.#closed) return undefined;
     if (!this.join(node)) {
+      if (this.#closed) return undefined;
       this.deps.callbacks.onIgnoredRequest?.(this.info, typeUrl, 'first request without node');
       this.fail(status.INVALID_ARGUMENT, `first ${what} must carry a node`);
       return undefined;
