@@ -6,6 +6,7 @@
  *     id: web-1                       # default <service>-<hostname>
  *     service: web                    # required: the Service this workload is an endpoint of
  *     namespace: default
+ *     serviceAccount: web             # default <service>: the identity spiffe://<td>/ns/<namespace>/sa/<account>
  *     labels: { version: v1 }
  *     locality: { region: eu, zone: eu-1 }
  *   controlPlane: { address: 127.0.0.1:18000 }
@@ -29,6 +30,8 @@ export interface SidecarBootstrap {
     readonly id: string;
     readonly service: string;
     readonly namespace: string;
+    /** The workload's service account: its SPIFFE ID is spiffe://<trust domain>/ns/<namespace>/sa/<serviceAccount>. */
+    readonly serviceAccount: string;
     readonly labels: Readonly<Record<string, string>>;
     readonly locality: { readonly region: string; readonly zone: string; readonly subZone: string };
   };
@@ -93,9 +96,12 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
   only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin'], report);
 
   const node = section(doc, 'node', report, true);
-  only(node, 'node', ['id', 'service', 'namespace', 'labels', 'locality'], report);
+  only(node, 'node', ['id', 'service', 'namespace', 'serviceAccount', 'labels', 'locality'], report);
   const service = str(node, 'node.service', 'service', report, { required: true, re: DNS_LABEL, what: 'a Service name (lowercase DNS label)' });
   const namespace = str(node, 'node.namespace', 'namespace', report, { re: DNS_LABEL, what: 'a namespace (lowercase DNS label)' }) ?? BOOTSTRAP_DEFAULTS.namespace;
+  // One identity per Service unless told otherwise (Kubernetes would say "default"; a
+  // per-Service account lets policies and peers tell services apart).
+  const serviceAccount = str(node, 'node.serviceAccount', 'serviceAccount', report, { re: DNS_LABEL, what: 'a service account name (lowercase DNS label)' }) ?? service;
   const id = str(node, 'node.id', 'id', report, { re: /^[\x21-\x7e]{1,253}$/, what: 'printable ASCII without spaces, 1..253 characters' })
     ?? `${service ?? 'sidecar'}-${hostname()}`;
   const labels: Record<string, string> = {};
@@ -158,11 +164,11 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
     }
   }
 
-  if (errors.length > 0 || service === undefined || workload === undefined) return { valid: false, errors };
+  if (errors.length > 0 || service === undefined || serviceAccount === undefined || workload === undefined) return { valid: false, errors };
   return {
     valid: true,
     result: deepFreeze({
-      node: { id, service, namespace, labels, locality },
+      node: { id, service, namespace, serviceAccount, labels, locality },
       controlPlane: { address: cpAddress },
       inbound,
       workload: { address: workload },

@@ -2,7 +2,7 @@
 import { create } from '@bufbuild/protobuf';
 import { NodeSchema, type Node } from '../../xds/gen/envoy/config/core/v3/base_pb.js';
 import {
-  INBOUND_ADDRESS_KEY, INBOUND_PORT_KEY, KIND_KEY, LABELS_KEY, NAMESPACE_KEY, READY_KEY, SERVICE_KEY,
+  INBOUND_ADDRESS_KEY, INBOUND_PORT_KEY, KIND_KEY, LABELS_KEY, NAMESPACE_KEY, READY_KEY, SERVICE_ACCOUNT_KEY, SERVICE_KEY,
 } from '../../xds/resources/node-metadata.ts';
 import type { SidecarBootstrap } from './bootstrap.ts';
 
@@ -24,6 +24,7 @@ export function sidecarNode(b: SidecarBootstrap, inboundPort: number, ready: boo
       [KIND_KEY]: 'sidecar',
       [NAMESPACE_KEY]: b.node.namespace,
       [SERVICE_KEY]: b.node.service,
+      [SERVICE_ACCOUNT_KEY]: b.node.serviceAccount,
       [INBOUND_ADDRESS_KEY]: b.inbound.advertiseAddress,
       [INBOUND_PORT_KEY]: inboundPort,
       [LABELS_KEY]: { ...b.node.labels },

@@ -12,6 +12,8 @@ export const NAMESPACE_KEY = 'palisade.io/namespace';
 export const ISTIO_NAMESPACE_KEY = 'NAMESPACE';
 /** A sidecar's Service name: present = register this node as an endpoint of it. */
 export const SERVICE_KEY = 'palisade.io/service';
+/** A sidecar's service account: with the namespace, the identity its SVID must carry (spiffe://<td>/ns/<ns>/sa/<account>). */
+export const SERVICE_ACCOUNT_KEY = 'palisade.io/service-account';
 /** The address peers reach the sidecar's inbound listener on (IPv4 or IPv6). */
 export const INBOUND_ADDRESS_KEY = 'palisade.io/inbound-address';
 /** The sidecar's inbound port, 1..65535. */

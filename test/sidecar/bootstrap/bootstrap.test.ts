@@ -14,7 +14,7 @@ describe('sidecar bootstrap', () => {
     expect(r.valid).toBe(true);
     if (!r.valid) return;
     expect(r.result).toMatchObject({
-      node: { service: 'web', namespace: 'default', labels: {}, locality: { region: '', zone: '', subZone: '' } },
+      node: { service: 'web', namespace: 'default', serviceAccount: 'web', labels: {}, locality: { region: '', zone: '', subZone: '' } },
       controlPlane: { address: '127.0.0.1:18000' },
       inbound: { address: '0.0.0.0', port: 15006, advertiseAddress: '127.0.0.1' },
       workload: { address: '127.0.0.1:8080' },
@@ -35,6 +35,7 @@ describe('sidecar bootstrap', () => {
     [{ ...MINIMAL, outbund: {} }, 'outbund: unknown field; known fields: node, controlPlane, inbound, workload, outbound, admin'],
     [{ ...MINIMAL, node: { service: 'web', labels: { version: 2 } } }, 'node.labels.version: must be a label value (string, up to 63 of [A-Za-z0-9-_.]), got 2'],
     [{ ...MINIMAL, controlPlane: { address: '127.0.0.1:0' } }, 'controlPlane.address: must be host:port with a port 1..65535, got "127.0.0.1:0"'],
+    [{ ...MINIMAL, node: { service: 'web', serviceAccount: 'Web_SA' } }, 'node.serviceAccount: must be a service account name (lowercase DNS label), got "Web_SA"'],
   ])('refuses %j with the field and the value', (doc, error) => {
     const r = parseBootstrap(doc);
     expect(r.valid).toBe(false);
@@ -65,5 +66,14 @@ describe('sidecar bootstrap', () => {
       valid: true,
       result: { nodeId: 'web-1', service: 'shop/web', ready: true, endpoint: { address: '127.0.0.1', port: 15006, weight: 1, labels: { version: 'v2' }, locality: { zone: 'z1' } } },
     });
+  });
+
+  it('presents its service account in the node metadata (the SVID identity the control plane expects)', () => {
+    const r = parseBootstrap({ ...MINIMAL, node: { service: 'web', namespace: 'shop', serviceAccount: 'storefront' } });
+    if (!r.valid) throw new Error(r.errors.join('; '));
+    expect(r.result.node.serviceAccount).toBe('storefront');
+    const metadata = sidecarNode(r.result, 15006, false, '0.1.0').metadata!;
+    expect(metadata['palisade.io/service-account']).toBe('storefront');
+    expect(metadata['palisade.io/namespace']).toBe('shop');
   });
 });
