@@ -1,0 +1,77 @@
+/**
+ * Who may hold an xDS stream for which node (issue #5), the policy behind AdsServer's
+ * `authorize` hook. A peer is the SPIFFE ID in its certificate's URI SAN (an X.509-SVID has
+ * exactly one). The ID must belong to the mesh's trust domain, and a node that states its
+ * identity in metadata must state the SVID's:
+ *
+ *   namespace        palisade.io/namespace (or Istio's NAMESPACE)            = /ns/<namespace>
+ *   service account  palisade.io/service-account (or Istio's SERVICE_ACCOUNT);
+ *                    a sidecar without one defaults to palisade.io/service    = /sa/<account>
+ *
+ * A node that states neither (a gRPC client, an Envoy with a bare bootstrap) takes the SVID's
+ * identity. Without a certificate: refused under STRICT; allowed under PERMISSIVE (such a
+ * stream has no identity, so it is served nothing that belongs to one, e.g. SDS secrets).
+ */
+import type { PeerCertificate } from 'node:tls';
+import type { Node } from '../../xds/gen/envoy/config/core/v3/base_pb.js';
+import type { StreamAuthorizer } from '../../xds/server/callbacks.ts';
+import { ISTIO_NAMESPACE_KEY, NAMESPACE_KEY, SERVICE_ACCOUNT_KEY, SERVICE_KEY } from '../../xds/resources/node-metadata.ts';
+import type { MtlsMode } from '../config/schema.ts';
+import { clientKind } from '../translate/node-kind.ts';
+
+/** Istio's node metadata key for the workload's service account. */
+export const ISTIO_SERVICE_ACCOUNT_KEY = 'SERVICE_ACCOUNT';
+
+export interface StreamAuthorizerOptions {
+  /** The mesh's trust domain (Mesh spec.trustDomain), e.g. `cluster.local`. */
+  readonly trustDomain: string;
+  /** Mesh spec.mtls.mode: STRICT refuses a stream without a client certificate. */
+  readonly mode: MtlsMode;
+}
+
+/** The URI SANs of a peer certificate (Node's `subjectaltname`: `URI:…, DNS:…`). */
+export function peerUris(cert: PeerCertificate | null): string[] {
+  const san = cert?.subjectaltname;
+  if (san === undefined || san === '') return [];
+  const out: string[] = [];
+  for (const part of san.split(', ')) if (part.startsWith('URI:')) out.push(part.slice(4));
+  return out;
+}
+
+function metadataString(node: Node, ...keys: string[]): string | null {
+  for (const key of keys) {
+    const v = node.metadata?.[key];
+    if (typeof v === 'string' && v !== '') return v;
+  }
+  return null;
+}
+
+/** The identity a node states: namespace and service account, each null when it states none. */
+export function statedIdentity(node: Node): { namespace: string | null; serviceAccount: string | null } {
+  const namespace = metadataString(node, NAMESPACE_KEY, ISTIO_NAMESPACE_KEY);
+  let serviceAccount = metadataString(node, SERVICE_ACCOUNT_KEY, ISTIO_SERVICE_ACCOUNT_KEY);
+  // The sidecar's bootstrap defaults its account to its Service name.
+  if (serviceAccount === null && clientKind(node) === 'sidecar') serviceAccount = metadataString(node, SERVICE_KEY);
+  return { namespace, serviceAccount };
+}
+
+export function createStreamAuthorizer(options: StreamAuthorizerOptions): StreamAuthorizer {
+  const domain = options.trustDomain.toLowerCase();
+  const prefix = `spiffe://${domain}/`;
+  return (node, info) => {
+    const uris = peerUris(info.peerCertificate);
+    if (info.peerCertificate === null) {
+      return options.mode === 'STRICT' ? 'a client certificate is required: the mesh mTLS mode is STRICT' : null;
+    }
+    const spiffe = uris.filter((u) => u.startsWith('spiffe://'));
+    if (spiffe.length !== 1) return `the client certificate must carry exactly one spiffe:// URI SAN, got ${spiffe.length}`;
+    const id = spiffe[0]!;
+    if (!id.toLowerCase().startsWith(prefix)) return `${id} is not in the trust domain ${domain}`;
+    const m = /^\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(id.slice(prefix.length - 1));
+    if (m === null) return `${id} is not a workload identity (spiffe://${domain}/ns/<namespace>/sa/<service account>)`;
+    const stated = statedIdentity(node);
+    if (stated.namespace !== null && stated.namespace !== m[1]) return `${id} may not speak for node "${node.id}" of namespace "${stated.namespace}"`;
+    if (stated.serviceAccount !== null && stated.serviceAccount !== m[2]) return `${id} may not speak for node "${node.id}" of service account "${stated.serviceAccount}"`;
+    return null;
+  };
+}
