@@ -44,10 +44,10 @@
  */
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { constants as h2constants, createServer as createHttp2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { sniffPreface } from './preface-sniffer.ts';
 import { MAX_HEADERS_COUNT, refusalBody, refusalStatus, rejectReply, rejectStatus } from './refusals.ts';
 
@@ -69,6 +69,17 @@ export interface HttpListenerTlsOptions {
   readonly key: string | Buffer;
   /** PEM certificate chain. */
   readonly cert: string | Buffer;
+  /**
+   * PEM trust bundle. With it the listener requires mutual TLS: a client must present a
+   * certificate chaining to one of these roots, or the handshake fails.
+   */
+  readonly ca?: string | Buffer | ReadonlyArray<string | Buffer>;
+  /**
+   * Checks a verified client certificate after the handshake (e.g. its SPIFFE ID's trust
+   * domain): null accepts it, a string refuses it (the connection is closed, `tlsRefused`
+   * counted). Only with `ca`.
+   */
+  readonly verifyPeer?: (cert: PeerCertificate) => string | null;
 }
 
 export interface HttpListenerOptions {
@@ -94,6 +105,18 @@ interface Conn {
   onSettled: (() => void) | null;
 }
 
+/** Key, certificate and (mTLS) trust bundle as node:tls takes them. */
+function secureContextOptions(tls: HttpListenerTlsOptions): { key: string | Buffer; cert: string | Buffer; ca?: Array<string | Buffer>; requestCert: boolean; rejectUnauthorized: boolean } {
+  const mutual = tls.ca !== undefined;
+  return {
+    key: tls.key,
+    cert: tls.cert,
+    ...(mutual ? { ca: Array.isArray(tls.ca) ? [...tls.ca] : [tls.ca as string | Buffer] } : {}),
+    requestCert: mutual,
+    rejectUnauthorized: mutual,
+  };
+}
+
 /**
  * Whether an HTTP/1.1 request Node flagged as an upgrade (Connection: upgrade plus Upgrade)
  * is one for the upgrade handler: every protocol but `h2c`, which Envoy never upgrades to.
@@ -113,6 +136,8 @@ export interface ListenerStats {
   inFlight: number;
   /** Malformed requests and timeouts refused by the listener itself (400 / 408 / 426 / 431 / 501); not in `requests`. */
   rejected: number;
+  /** TLS listeners: handshakes completed, of them resumed sessions, and connections refused (failed handshake or verifyPeer). */
+  tls: { handshakes: number; resumed: number; refused: number } | null;
 }
 
 /** A request as either server hands it over. */
@@ -155,7 +180,7 @@ export class HttpListener {
   readonly name: string;
   readonly #server: Server;
   readonly #h2: Http2Server | null;
-  readonly #stats: ListenerStats = { requests: 0, responses: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0, reset: 0 }, inFlight: 0, rejected: 0 };
+  readonly #stats: ListenerStats = { requests: 0, responses: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0, reset: 0 }, inFlight: 0, rejected: 0, tls: null };
   readonly #conns = new WeakMap<Socket, Conn>();
   /** Sockets already being rejected: later parser errors on them are ignored. */
   readonly #rejecting = new WeakSet<Socket>();
@@ -165,6 +190,9 @@ export class HttpListener {
   /** Upgraded (or upgrading) connections, cut at the drain deadline. */
   readonly #upgraded = new Set<Duplex>();
   readonly #headersTimeoutMs: number;
+  #tls: HttpListenerTlsOptions | null;
+  /** Told why a client certificate was refused (for the log); optional. */
+  #onTlsRefused: ((reason: string, socket: Socket) => void) | null = null;
   #handler: RequestHandler | null = null;
   #upgradeHandler: UpgradeHandler | null = null;
   #draining = false;
@@ -194,9 +222,17 @@ export class HttpListener {
     };
     const onRequest = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res);
     const tls = options.tls;
+    this.#tls = tls ?? null;
+    if (tls !== undefined) this.#stats.tls = { handshakes: 0, resumed: 0, refused: 0 };
     this.#server = tls === undefined
       ? createServer(common, onRequest)
-      : createHttpsServer({ ...common, key: tls.key, cert: tls.cert, ALPNProtocols: http2 ? ['h2', 'http/1.1'] : ['http/1.1'] }, onRequest);
+      : createHttpsServer({
+        ...common,
+        ...secureContextOptions(tls),
+        ALPNProtocols: http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
+        // Session resumption: Node's default session tickets, valid 5 minutes (Envoy's default too).
+        sessionTimeout: 300,
+      }, onRequest);
     // One more than the limit is kept, so that "too many" is seen (Node drops the rest silently).
     this.#server.maxHeadersCount = MAX_HEADERS_COUNT + 1;
     // Node's HTTP/1 connection listener runs only once the connection is known to be HTTP/1.
@@ -206,12 +242,33 @@ export class HttpListener {
     this.#server.on(event, (socket: Socket) => this.#onConnection(socket, h1));
     this.#server.on('clientError', (err: Error, socket: Socket) => this.#onClientError(err, socket));
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
-    if (tls !== undefined) this.#server.on('tlsClientError', (_err: Error, socket: TLSSocket) => socket.destroy());
+    if (tls !== undefined) {
+      this.#server.on('tlsClientError', (_err: Error, socket: TLSSocket) => {
+        this.#stats.tls!.refused++;
+        socket.destroy();
+      });
+    }
     this.#h2 = http2 ? this.#createH2(maxHeaderBytes) : null;
+  }
+
+  /**
+   * Swaps the key, certificate and trust bundle for new handshakes (certificate rotation);
+   * connections already established keep theirs, and nothing is dropped.
+   */
+  setTls(tls: HttpListenerTlsOptions): void {
+    if (this.#tls === null) throw new Error(`listener ${this.name} was not created with tls`);
+    if ((this.#tls.ca === undefined) !== (tls.ca === undefined)) throw new Error(`listener ${this.name}: setTls cannot turn mutual TLS on or off`);
+    (this.#server as HttpsServer).setSecureContext(secureContextOptions(tls));
+    this.#tls = tls;
   }
 
   setHandler(handler: RequestHandler): void {
     this.#handler = handler;
+  }
+
+  /** Called with the reason whenever verifyPeer refuses a client certificate. */
+  onTlsRefused(listener: (reason: string, socket: Socket) => void): void {
+    this.#onTlsRefused = listener;
   }
 
   /** Upgrade requests (WebSocket) go to `handler`; without one they are ordinary requests. */
@@ -245,7 +302,8 @@ export class HttpListener {
   }
 
   stats(): ListenerStats {
-    return { ...this.#stats, responses: { ...this.#stats.responses } };
+    const s = this.#stats;
+    return { ...s, responses: { ...s.responses }, tls: s.tls === null ? null : { ...s.tls } };
   }
 
   /**
@@ -306,17 +364,29 @@ export class HttpListener {
 
   /** A new connection (after the TLS handshake with `tls`): to the HTTP/2 or the HTTP/1 server. */
   #onConnection(socket: Socket, h1: Array<(socket: Socket) => void>): void {
-    if (this.#h2 === null) {
-      this.#toH1(socket, h1);
-      return;
-    }
     if ((socket as TLSSocket).encrypted === true) {
+      if (!this.#acceptTls(socket as TLSSocket)) return;
       // TLS: ALPN decides; a client that offers no ALPN speaks HTTP/1.1.
-      if ((socket as TLSSocket).alpnProtocol === 'h2') this.#toH2(socket);
+      if (this.#h2 !== null && (socket as TLSSocket).alpnProtocol === 'h2') this.#toH2(socket);
       else this.#toH1(socket, h1);
       return;
     }
-    this.#sniff(socket, h1);
+    if (this.#h2 === null) this.#toH1(socket, h1);
+    else this.#sniff(socket, h1);
+  }
+
+  /** Counts the handshake and applies verifyPeer; false when the peer is refused (socket destroyed). */
+  #acceptTls(socket: TLSSocket): boolean {
+    const st = this.#stats.tls!;
+    st.handshakes++;
+    if (socket.isSessionReused()) st.resumed++;
+    const tls = this.#tls;
+    const reason = tls?.verifyPeer !== undefined && tls.ca !== undefined ? tls.verifyPeer(socket.getPeerCertificate()) : null;
+    if (reason === null) return true;
+    st.refused++;
+    this.#onTlsRefused?.(reason, socket);
+    socket.destroy();
+    return false;
   }
 
   #toH1(socket: Socket, h1: Array<(socket: Socket) => void>): void {

@@ -8,6 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { DownstreamRequest } from '../listeners/http-listener.ts';
+import { clientCertDetails, XFCC_HEADER } from './client-cert.ts';
 import { connectionTokens, HOP_BY_HOP, teHasTrailers } from './hop-by-hop.ts';
 
 /** Whether the request carries a body (Transfer-Encoding, or a Content-Length other than 0). */
@@ -24,7 +25,8 @@ export function hasBody(req: IncomingMessage): boolean {
 /**
  * The upstream request headers: the downstream's raw headers (case kept) less the hop-by-hop
  * fields, plus x-request-id (kept or generated), x-forwarded-for (peer appended),
- * x-forwarded-proto and x-forwarded-host, as a flat [name, value, …] list for undici (or
+ * x-forwarded-proto and x-forwarded-host, and over mTLS x-forwarded-client-cert (any the client
+ * sent is dropped: client-cert.ts), as a flat [name, value, …] list for undici (or
  * upgrade.ts). HTTP/2: pseudo-headers are dropped, `host` is the authority, and the cookie
  * crumbs (RFC 9113 §8.2.3) are joined into one `cookie` with "; ".
  */
@@ -41,7 +43,7 @@ export function upstreamHeaders(req: DownstreamRequest, authority: string, hostR
     const value = raw[i + 1]!;
     if (name.charCodeAt(0) === 0x3a) continue; // ':' — an HTTP/2 pseudo-header
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower === 'expect' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+    if (HOP_BY_HOP.has(lower) || lower === 'expect' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === XFCC_HEADER) continue;
     if (named !== null && named.has(lower)) continue;
     switch (lower) {
       case 'te':
@@ -71,6 +73,8 @@ export function upstreamHeaders(req: DownstreamRequest, authority: string, hostR
   if (xff !== null) out.push('x-forwarded-for', xff);
   out.push('x-forwarded-proto', (req.socket as TLSSocket).encrypted === true ? 'https' : 'http');
   out.push('x-forwarded-host', authority);
+  const xfcc = clientCertDetails(req.socket);
+  if (xfcc !== null) out.push(XFCC_HEADER, xfcc);
   out.push('x-request-id', requestId ?? randomUUID());
   return out;
 }

@@ -18,6 +18,8 @@ export interface TestPki {
   readonly server: Pem;
   /** A client certificate whose only SAN is `uri`. */
   client(uri: string): Pem;
+  /** Another server certificate for 127.0.0.1 / localhost (a rotation), with a new key. */
+  anotherServer(): Pem;
   /** Removes the temporary directory. */
   dispose(): void;
 }
@@ -39,11 +41,13 @@ export function makeTestPki(): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'palisade-pki-'));
   openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key'], dir);
   openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=palisade test CA', '-days', '1', '-sha256', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', 'ca.pem'], dir);
-  const server = issue(dir, 'server', '/CN=localhost', 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  const serverExt = 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n';
+  const server = issue(dir, 'server', '/CN=localhost', serverExt);
   let n = 0;
   return {
     ca: readFileSync(join(dir, 'ca.pem')),
     server,
+    anotherServer: () => issue(dir, `server${n++}`, '/CN=localhost', serverExt),
     client: (uri) => issue(dir, `client${n++}`, '/O=palisade test', `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:${uri}\n`),
     dispose: () => rmSync(dir, { recursive: true, force: true }),
   };
