@@ -4,6 +4,7 @@ import { DirectorySource } from '../../control/config/source.ts';
 import { parseDuration } from '../../control/config/schema.ts';
 import { ControlPlane } from '../../control/control-plane.ts';
 import { AdminServer } from '../../control/admin/admin-server.ts';
+import { CertsService } from '../../control/certs/certs-service.ts';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../../control/log.ts';
 import { checkAddress, guard, parseFlags, UsageError } from '../args.ts';
 
@@ -14,6 +15,7 @@ export const DEFAULTS = Object.freeze({
   adminAddress: '127.0.0.1:18001',
   debounce: '100ms',
   endpointGrace: '10s',
+  stateDir: './palisade-state',
   logLevel: 'info' as LogLevel,
 });
 
@@ -36,6 +38,8 @@ Flags:
   --endpoint-grace DURATION
                           how long a sidecar that disconnected or reported not
                           ready stays an endpoint of its Service             (default ${DEFAULTS.endpointGrace})
+  --state-dir DIR         the control plane's own state: join tokens, audit log
+                          (and the CA, issue #5); created on first use     (default ${DEFAULTS.stateDir})
   --log-level LEVEL       ${LOG_LEVELS.join('|')}  (default ${DEFAULTS.logLevel})
   -h, --help              this help
 
@@ -50,6 +54,7 @@ export function run(argv: string[]): Promise<number> {
       'admin-address': { type: 'string', default: DEFAULTS.adminAddress },
       debounce: { type: 'string', default: DEFAULTS.debounce },
       'endpoint-grace': { type: 'string', default: DEFAULTS.endpointGrace },
+      'state-dir': { type: 'string', default: DEFAULTS.stateDir },
       'log-level': { type: 'string', default: DEFAULTS.logLevel },
     });
     const level = flags['log-level'] as LogLevel;
@@ -73,11 +78,13 @@ export function run(argv: string[]): Promise<number> {
     const logger = createLogger(level);
     const source = new DirectorySource({ dir: resolve(flags.config), debounceMs });
     const cp = new ControlPlane({ source, xdsAddress, logger, endpointGraceMs });
-    const admin = new AdminServer(cp);
+    const stateDir = resolve(flags['state-dir']);
+    const certs = await CertsService.open(stateDir);
+    const admin = new AdminServer(cp, certs);
     await cp.start();
     const adminBound = await admin.listen(adminAddress);
     admin.markReady();
-    logger.info({ xds: cp.xdsAddress, admin: adminBound, config: resolve(flags.config) }, 'control plane ready');
+    logger.info({ xds: cp.xdsAddress, admin: adminBound, config: resolve(flags.config), stateDir }, 'control plane ready');
     process.stdout.write(`palisade control: xDS on ${cp.xdsAddress}, admin on http://${adminBound}, config ${resolve(flags.config)}\n`);
 
     await new Promise<void>((done) => {
@@ -90,6 +97,7 @@ export function run(argv: string[]): Promise<number> {
     });
     await admin.close();
     await cp.close();
+    await certs.close();
     logger.flush();
     return 0;
   });

@@ -7,18 +7,24 @@
  *   GET /api/v1/snapshots   per node group: each type's version and resource names
  *   GET /api/v1/state       last applied / last refused configuration
  *   GET /api/v1/endpoints   endpoints registered by sidecars, serving or in their grace period
+ *   /api/v1/certs/tokens    join tokens: mint (POST), list (GET), revoke (DELETE …/<id>); certs-routes.ts
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { CertsService } from '../certs/certs-service.ts';
 import type { ControlPlane } from '../control-plane.ts';
+import { handleCertsRoute } from './certs-routes.ts';
 
 export class AdminServer {
   readonly #cp: ControlPlane;
+  readonly #certs: CertsService | null;
   readonly #server: Server;
   #ready = false;
 
-  constructor(cp: ControlPlane) {
+  /** `certs` serves /api/v1/certs/*; null answers those routes 503. */
+  constructor(cp: ControlPlane, certs: CertsService | null = null) {
     this.#cp = cp;
+    this.#certs = certs;
     this.#server = createServer((req, res) => this.#handle(req, res));
   }
 
@@ -49,6 +55,15 @@ export class AdminServer {
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://admin');
+    if (url.pathname.startsWith('/api/v1/certs/')) {
+      handleCertsRoute(this.#certs, req, res, url.pathname, send).then((handled) => {
+        if (!handled) send(res, 404, { error: `no such path ${url.pathname}` });
+      }, (err: unknown) => {
+        if (!res.headersSent) send(res, 500, { error: (err as Error).message, code: (err as { code?: string }).code ?? null });
+        else res.destroy();
+      });
+      return;
+    }
     if (req.method !== 'GET') return send(res, 405, { error: `method ${req.method} not allowed` });
     switch (url.pathname) {
       case '/ready':
@@ -70,7 +85,7 @@ export class AdminServer {
           } : null,
         });
       default:
-        return send(res, 404, { error: `no such path ${url.pathname}`, paths: ['/ready', '/api/v1/proxies', '/api/v1/snapshots', '/api/v1/state', '/api/v1/endpoints'] });
+        return send(res, 404, { error: `no such path ${url.pathname}`, paths: ['/ready', '/api/v1/proxies', '/api/v1/snapshots', '/api/v1/state', '/api/v1/endpoints', '/api/v1/certs/tokens'] });
     }
   }
 

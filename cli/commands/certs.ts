@@ -1,0 +1,108 @@
+/**
+ * `palisade certs`: workload identity operations against the control plane's admin API.
+ *
+ *   palisade certs token --namespace NS --service-account SA [--ttl 1h]   mint a one-time join token
+ *   palisade certs tokens                                                 list join tokens (no secrets)
+ *   palisade certs revoke-token ID                                        revoke an unused token
+ */
+import type { JoinTokenInfo } from '../../certs/join-token.ts';
+import { checkAddress, checkOutput, guard, parseFlags, UsageError } from '../args.ts';
+
+export const help = `Usage: palisade certs <subcommand> [flags]
+
+Subcommands:
+  token --namespace NS --service-account SA [--ttl DURATION]
+                     mint a one-time join token for the identity
+                     spiffe://<trust domain>/ns/NS/sa/SA; prints the token alone on stdout
+                     (it is shown once: the control plane keeps only its hash)
+  tokens             list join tokens: id, identity, expiry, state (never the secrets)
+  revoke-token ID    revoke a token that has not been used
+
+Flags:
+  --namespace NS             the workload's namespace (token)
+  --service-account SA       the workload's service account (token)
+  --ttl DURATION             how long the token may be used, e.g. 30m, 24h; at most 7d (168h)  (default 1h)
+  --admin-address HOST:PORT  the control plane's admin address          (default 127.0.0.1:18001)
+  -o, --output table|json    output format                              (default table)
+  -h, --help                 this help
+`;
+
+async function call(admin: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  let res: Response;
+  try {
+    res = await fetch(`http://${admin}${path}`, {
+      method,
+      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      signal: AbortSignal.timeout(5000),
+    });
+  } catch (err) {
+    throw new Error(`cannot reach the control plane's admin endpoint at ${admin}: ${(err as Error).cause ?? (err as Error).message}`, { cause: err });
+  }
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+/** The API's refusal as one message: its `errors`, `message` or `error`. */
+function refusal(status: number, json: Record<string, unknown>): Error {
+  const list = Array.isArray(json.errors) ? (json.errors as string[]) : [String(json.message ?? json.error ?? `status ${status}`)];
+  return new Error(list.join('\n'));
+}
+
+function table(tokens: readonly JoinTokenInfo[]): string {
+  const rows = [['ID', 'NAMESPACE', 'SERVICE ACCOUNT', 'EXPIRES', 'STATE']];
+  for (const t of tokens) rows.push([t.id, t.namespace, t.serviceAccount, t.expiresAt, t.state]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+  if (tokens.length === 0) lines.push('(no join tokens)');
+  return `${lines.join('\n')}\n`;
+}
+
+export function run(argv: string[]): Promise<number> {
+  return guard('certs', help, async () => {
+    const [sub, ...rest] = argv;
+    // revoke-token takes the id as its one positional argument.
+    const positional = sub === 'revoke-token' && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift()! : undefined;
+    const flags = parseFlags(rest, {
+      namespace: { type: 'string' },
+      'service-account': { type: 'string' },
+      ttl: { type: 'string', default: '1h' },
+      'admin-address': { type: 'string', default: '127.0.0.1:18001' },
+      output: { type: 'string', short: 'o', default: 'table' },
+    });
+    const output = checkOutput(flags.output);
+    const admin = checkAddress('--admin-address', flags['admin-address']);
+    switch (sub) {
+      case 'token': {
+        if (flags.namespace === undefined) throw new UsageError('--namespace is required');
+        if (flags['service-account'] === undefined) throw new UsageError('--service-account is required');
+        const { status, json } = await call(admin, 'POST', '/api/v1/certs/tokens', { namespace: flags.namespace, serviceAccount: flags['service-account'], ttl: flags.ttl });
+        if (status !== 201) throw refusal(status, json);
+        const info = json.info as JoinTokenInfo;
+        if (output === 'json') process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+        else {
+          process.stdout.write(`${String(json.token)}\n`);
+          process.stderr.write(`join token ${info.id} for namespace ${info.namespace}, service account ${info.serviceAccount}; one use, expires ${info.expiresAt}\n`);
+        }
+        return 0;
+      }
+      case 'tokens': {
+        const { status, json } = await call(admin, 'GET', '/api/v1/certs/tokens');
+        if (status !== 200) throw refusal(status, json);
+        const tokens = json.tokens as JoinTokenInfo[];
+        process.stdout.write(output === 'json' ? `${JSON.stringify(tokens, null, 2)}\n` : table(tokens));
+        return 0;
+      }
+      case 'revoke-token': {
+        const id = positional;
+        if (id === undefined || !/^[0-9a-f]{16}$/.test(id)) {
+          throw new UsageError(`revoke-token needs the token id (16 hex characters, see palisade certs tokens), got ${JSON.stringify(id ?? '')}`);
+        }
+        const { status, json } = await call(admin, 'DELETE', `/api/v1/certs/tokens/${id}`);
+        if (status !== 200) throw refusal(status, json);
+        process.stdout.write(output === 'json' ? `${JSON.stringify(json, null, 2)}\n` : `revoked join token ${id}\n`);
+        return 0;
+      }
+      default:
+        throw new UsageError(sub === undefined ? 'a subcommand is required: token, tokens or revoke-token' : `unknown subcommand ${JSON.stringify(sub)}: use token, tokens or revoke-token`);
+    }
+  });
+}

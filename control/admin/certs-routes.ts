@@ -1,0 +1,94 @@
+/**
+ * The admin API's certificate routes (loopback admin port):
+ *
+ *   POST   /api/v1/certs/tokens        {namespace, serviceAccount, ttl?: "1h"}  → 201 {token, info}
+ *   GET    /api/v1/certs/tokens        → 200 {tokens: [...]}  (never secrets)
+ *   DELETE /api/v1/certs/tokens/<id>   → 200 {revoked: info} | 404 | 409 (already used)
+ *
+ * Bad input is 400 with every problem named (`errors`); the token itself is returned once,
+ * by the POST, and never logged.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { validateMintRequest } from '../../certs/join-token.ts';
+import { parseDuration } from '../config/schema.ts';
+import type { CertsService } from '../certs/certs-service.ts';
+
+/** Default lifetime of a join token when the request names none. */
+export const DEFAULT_TOKEN_TTL = '1h';
+const MAX_BODY_BYTES = 16 * 1024;
+
+type Send = (res: ServerResponse, code: number, body: unknown) => void;
+
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new Error(`the request body must be at most ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
+      } catch (err) {
+        reject(new Error(`the request body must be JSON: ${(err as Error).message}`));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Handles `/api/v1/certs/...`; false when the path is not one of these routes. */
+export async function handleCertsRoute(certs: CertsService | null, req: IncomingMessage, res: ServerResponse, path: string, send: Send): Promise<boolean> {
+  if (!path.startsWith('/api/v1/certs/tokens')) return false;
+  if (certs === null) {
+    send(res, 503, { error: 'certificate services are off: start the control plane with --state-dir' });
+    return true;
+  }
+  const rest = path.slice('/api/v1/certs/tokens'.length);
+  if (rest === '' && req.method === 'GET') {
+    send(res, 200, { tokens: await certs.tokens.list() });
+    return true;
+  }
+  if (rest === '' && req.method === 'POST') {
+    let body: unknown;
+    try {
+      body = await readJson(req);
+    } catch (err) {
+      send(res, 400, { errors: [(err as Error).message] });
+      return true;
+    }
+    const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+    const ttl = b.ttl ?? DEFAULT_TOKEN_TTL;
+    let ttlMs: number;
+    try {
+      if (typeof ttl !== 'string') throw new Error();
+      ttlMs = Math.round(parseDuration(ttl));
+    } catch {
+      send(res, 400, { errors: [`ttl must be a duration like 30m or 1h, got ${JSON.stringify(ttl)}`] });
+      return true;
+    }
+    const checked = validateMintRequest({ namespace: b.namespace as string, serviceAccount: b.serviceAccount as string, ttlMs });
+    if (!checked.valid) {
+      // The API takes a duration, not milliseconds: name the field the caller sent.
+      send(res, 400, { errors: checked.errors.map((e) => (e.startsWith('ttlMs') ? `ttl must be at most 7d, got ${JSON.stringify(ttl)}` : e)) });
+      return true;
+    }
+    const { token, info } = await certs.tokens.mint({ namespace: checked.result.namespace, serviceAccount: checked.result.serviceAccount, ttlMs, actor: 'admin-api' });
+    send(res, 201, { token, info });
+    return true;
+  }
+  const id = /^\/([0-9a-f]{16})$/.exec(rest)?.[1];
+  if (id !== undefined && req.method === 'DELETE') {
+    const r = await certs.tokens.revoke(id, { actor: 'admin-api' });
+    send(res, r.ok ? 200 : r.reason === 'unknown' ? 404 : 409, r);
+    return true;
+  }
+  send(res, 405, { error: `${req.method} ${path} is not a route; see POST|GET /api/v1/certs/tokens, DELETE /api/v1/certs/tokens/<id>` });
+  return true;
+}
