@@ -9,6 +9,10 @@ import { JoinTokenStore } from '../../certs/join-token.ts';
 
 export const JOIN_TOKENS_FILE = 'join-tokens.json';
 export const AUDIT_FILE = 'audit.jsonl';
+/** The CA's state directory (CertificateAuthority.writeState / load) under the state dir. */
+export const CA_DIR = 'ca';
+/** The key-encryption key file (FileKek) that protects the CA keyring. */
+export const KEK_FILE = 'kek';
 
 export class CertsService {
   readonly stateDir: string;
