@@ -5,6 +5,7 @@ import { parseDuration } from '../../control/config/schema.ts';
 import { ControlPlane } from '../../control/control-plane.ts';
 import { AdminServer } from '../../control/admin/admin-server.ts';
 import { CertsService } from '../../control/certs/certs-service.ts';
+import { EnrollServer } from '../../control/certs/enroll-server.ts';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../../control/log.ts';
 import { checkAddress, guard, parseFlags, UsageError } from '../args.ts';
 
@@ -16,6 +17,7 @@ export const DEFAULTS = Object.freeze({
   debounce: '100ms',
   endpointGrace: '10s',
   stateDir: './palisade-state',
+  caAddress: '127.0.0.1:18002',
   logLevel: 'info' as LogLevel,
 });
 
@@ -40,6 +42,9 @@ Flags:
                           ready stays an endpoint of its Service             (default ${DEFAULTS.endpointGrace})
   --state-dir DIR         the control plane's own state: join tokens, audit log
                           (and the CA, issue #5); created on first use     (default ${DEFAULTS.stateDir})
+  --ca-address HOST:PORT  HTTPS endpoint where workloads enroll (join token + CSR →
+                          SVID); served only once the state dir has a CA
+                          (palisade certs init-root)                       (default ${DEFAULTS.caAddress})
   --log-level LEVEL       ${LOG_LEVELS.join('|')}  (default ${DEFAULTS.logLevel})
   -h, --help              this help
 
@@ -55,6 +60,7 @@ export function run(argv: string[]): Promise<number> {
       debounce: { type: 'string', default: DEFAULTS.debounce },
       'endpoint-grace': { type: 'string', default: DEFAULTS.endpointGrace },
       'state-dir': { type: 'string', default: DEFAULTS.stateDir },
+      'ca-address': { type: 'string', default: DEFAULTS.caAddress },
       'log-level': { type: 'string', default: DEFAULTS.logLevel },
     });
     const level = flags['log-level'] as LogLevel;
@@ -74,6 +80,7 @@ export function run(argv: string[]): Promise<number> {
     }
     const xdsAddress = checkAddress('--xds-address', flags['xds-address']);
     const adminAddress = checkAddress('--admin-address', flags['admin-address']);
+    const caAddress = checkAddress('--ca-address', flags['ca-address']);
 
     const logger = createLogger(level);
     const source = new DirectorySource({ dir: resolve(flags.config), debounceMs });
@@ -83,9 +90,17 @@ export function run(argv: string[]): Promise<number> {
     const admin = new AdminServer(cp, certs);
     await cp.start();
     const adminBound = await admin.listen(adminAddress);
+    let enrollServer: EnrollServer | null = null;
+    let caBound: string | null = null;
+    if (certs.ca !== null) {
+      enrollServer = new EnrollServer(certs, await certs.serverIdentity());
+      caBound = await enrollServer.listen(caAddress);
+    } else {
+      logger.info({ stateDir }, 'no CA in the state dir: enrollment is off (palisade certs init-root makes one)');
+    }
     admin.markReady();
-    logger.info({ xds: cp.xdsAddress, admin: adminBound, config: resolve(flags.config), stateDir }, 'control plane ready');
-    process.stdout.write(`palisade control: xDS on ${cp.xdsAddress}, admin on http://${adminBound}, config ${resolve(flags.config)}\n`);
+    logger.info({ xds: cp.xdsAddress, admin: adminBound, ca: caBound, config: resolve(flags.config), stateDir }, 'control plane ready');
+    process.stdout.write(`palisade control: xDS on ${cp.xdsAddress}, admin on http://${adminBound}${caBound === null ? '' : `, CA on https://${caBound}`}, config ${resolve(flags.config)}\n`);
 
     await new Promise<void>((done) => {
       const stop = (signal: string) => {
@@ -96,6 +111,7 @@ export function run(argv: string[]): Promise<number> {
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
     await admin.close();
+    await enrollServer?.close();
     await cp.close();
     await certs.close();
     logger.flush();

@@ -1,0 +1,103 @@
+/**
+ * The control plane's CA endpoint (`palisade control --ca-address`), HTTPS with the control
+ * plane's own SVID; a workload verifies it against the trust bundle from its bootstrap and
+ * checks the server's SPIFFE ID (spiffe://<td>/ns/palisade-system/sa/control-plane).
+ *
+ *   POST /v1/enroll  {"csr": PEM, "token": "pal1.…"}
+ *     200 {spiffeId, chain, bundle, serial, notAfter, renewAt}
+ *     400 {code, errors}   not JSON, missing fields, CSR refused
+ *     401 {code, errors}   token malformed, unknown, used, expired or revoked
+ *     403 {code, errors}   the token is for another identity
+ *
+ * Bodies are limited to 64 KiB. Certificate rotation of the endpoint: setIdentity().
+ */
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { CertsService, ServerIdentity } from './certs-service.ts';
+
+const MAX_BODY_BYTES = 64 * 1024;
+/** A request the CA endpoint cannot take: wrong path or method, not JSON, a field missing. */
+export const BAD_REQUEST = 'PAL_ERR_CERTS_BAD_REQUEST';
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new Error(`the request body must be at most ${MAX_BODY_BYTES} bytes`));
+        req.resume();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+export class EnrollServer {
+  readonly #server: Server;
+  readonly #certs: CertsService;
+
+  constructor(certs: CertsService, identity: ServerIdentity) {
+    this.#certs = certs;
+    this.#server = createServer({ key: identity.key, cert: identity.chain, minVersion: 'TLSv1.2' }, (req, res) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        if (!res.headersSent) send(res, 500, { code: (err as { code?: string }).code ?? null, errors: [(err as Error).message] });
+        else res.destroy();
+      });
+    });
+    this.#server.on('tlsClientError', (_err, socket) => socket.destroy());
+  }
+
+  /** A new certificate for new handshakes (renewal); established connections keep theirs. */
+  setIdentity(identity: ServerIdentity): void {
+    this.#server.setSecureContext({ key: identity.key, cert: identity.chain });
+  }
+
+  listen(address: string): Promise<string> {
+    const i = address.lastIndexOf(':');
+    const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(Number(address.slice(i + 1)), host, () => {
+        const a = this.#server.address() as AddressInfo;
+        resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'https://ca').pathname;
+    if (path !== '/v1/enroll') return send(res, 404, { code: BAD_REQUEST, errors: [`no such path ${path}; POST /v1/enroll`] });
+    if (req.method !== 'POST') return send(res, 405, { code: BAD_REQUEST, errors: [`${req.method} not allowed; POST /v1/enroll`] });
+    let body: { csr?: unknown; token?: unknown };
+    try {
+      body = JSON.parse(await readBody(req)) as typeof body;
+    } catch (err) {
+      return send(res, 400, { code: BAD_REQUEST, errors: [(err as Error).message.startsWith('the request body') ? (err as Error).message : 'the request body must be JSON {"csr", "token"}'] });
+    }
+    const errors: string[] = [];
+    if (typeof body !== 'object' || body === null) body = {};
+    if (typeof body.csr !== 'string' || body.csr === '') errors.push('csr: required, a PEM PKCS#10 certificate request');
+    if (typeof body.token !== 'string' || body.token === '') errors.push('token: required, the join token from palisade certs token');
+    if (errors.length > 0) return send(res, 400, { code: BAD_REQUEST, errors });
+    const r = await this.#certs.enroll(body.csr as string, body.token as string);
+    if (r.ok) return send(res, 200, r.enrolled);
+    send(res, r.status, { code: r.code, errors: r.errors });
+  }
+}

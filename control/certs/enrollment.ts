@@ -1,0 +1,60 @@
+/**
+ * Enrollment: a workload trades a one-time join token and a CSR for its X.509-SVID. The
+ * private key never leaves the workload; the control plane checks, in this order:
+ *
+ *   1. the CSR names a workload SPIFFE ID in this trust domain  (else 400, CSR refused)
+ *   2. the CA would sign it for that identity (proof of possession, key type, profile)
+ *      — signing has no side effect, so nothing is spent yet     (else 400, CSR refused)
+ *   3. the token redeems for exactly that namespace + account     (else 401 used/expired/…,
+ *      403 scope mismatch; the token is consumed only on success)
+ *   4. the chain and the trust bundle go back; `cert.issued` is audited
+ *
+ * A certificate signed in step 2 for a request that fails step 3 is discarded unseen.
+ */
+import type { AuditSink } from '../../certs/audit.ts';
+import type { CertificateAuthority } from '../../certs/ca.ts';
+import { requestedSpiffeId } from '../../certs/csr.ts';
+import type { JoinTokenStore } from '../../certs/join-token.ts';
+import { parseWorkloadId } from '../../certs/spiffe.ts';
+
+/** What a successful enrollment returns to the workload. */
+export interface Enrolled {
+  readonly spiffeId: string;
+  /** Leaf then intermediate, PEM. */
+  readonly chain: string;
+  /** The trust bundle (root certificates), PEM. */
+  readonly bundle: string;
+  readonly serial: string;
+  readonly notAfter: string;
+  readonly renewAt: string;
+}
+
+export type EnrollResult =
+  | { readonly ok: true; readonly enrolled: Enrolled }
+  | { readonly ok: false; readonly status: 400 | 401 | 403; readonly code: string; readonly errors: readonly string[] };
+
+export const CSR_REFUSED = 'PAL_ERR_CERTS_CSR_REFUSED';
+
+export async function enroll(ca: CertificateAuthority, tokens: JoinTokenStore, audit: AuditSink, csrPem: string, token: string): Promise<EnrollResult> {
+  const asked = requestedSpiffeId(csrPem);
+  if (asked === null) return { ok: false, status: 400, code: CSR_REFUSED, errors: ['the CSR must be a PEM PKCS#10 request naming its SPIFFE ID as a URI SAN'] };
+  const id = parseWorkloadId(asked);
+  if (!id.valid) return { ok: false, status: 400, code: CSR_REFUSED, errors: id.errors.map((e) => `requested SPIFFE ID ${asked}: ${e}`) };
+  const { namespace, serviceAccount } = id.result;
+  const signed = await ca.signCsr(csrPem, { namespace, serviceAccount });
+  if (!signed.valid) return { ok: false, status: 400, code: signed.code, errors: signed.errors };
+  const redeemed = await tokens.redeem(token, { namespace, serviceAccount, actor: asked });
+  if (!redeemed.ok) return { ok: false, status: redeemed.reason === 'scope-mismatch' ? 403 : 401, code: redeemed.code, errors: [redeemed.message] };
+  const svid = signed.result;
+  await audit.emit({
+    type: 'cert.issued', time: new Date().toISOString(), actor: 'control-plane',
+    serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: (svid.cert.publicKey.algorithm as { name: string }).name,
+  });
+  return {
+    ok: true,
+    enrolled: {
+      spiffeId: svid.spiffeId, chain: svid.chainPem, bundle: ca.trustBundle(), serial: svid.serialNumber,
+      notAfter: svid.notAfter.toISOString(), renewAt: svid.renewAt.toISOString(),
+    },
+  };
+}
