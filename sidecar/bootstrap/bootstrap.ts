@@ -14,6 +14,11 @@
  *   workload: { address: 127.0.0.1:8080 }
  *   outbound: { address: 127.0.0.1, port: 15001 }
  *   admin:    { address: 127.0.0.1, port: 15000 }
+ *   identity:                          # optional: enroll for an X.509-SVID at start (issue #5)
+ *     caAddress: 127.0.0.1:18002       # the control plane's CA endpoint (palisade control --ca-address)
+ *     trustBundle: ./bundle.pem        # PEM roots that authenticate the control plane
+ *     joinToken: pal1.…                # or joinTokenFile: ./token (from palisade certs token)
+ *     trustDomain: mesh.local          # default: the bundle root's spiffe:// URI SAN
  *
  * Validation names the file, the field and the value of every problem; unknown fields are
  * refused so a typo surfaces.
@@ -40,6 +45,19 @@ export interface SidecarBootstrap {
   readonly workload: { readonly address: string };
   readonly outbound: { readonly address: string; readonly port: number };
   readonly admin: { readonly address: string; readonly port: number };
+  /** Enrollment settings; null runs without a workload certificate (plaintext mesh). */
+  readonly identity: BootstrapIdentity | null;
+}
+
+export interface BootstrapIdentity {
+  readonly caAddress: string;
+  /** Path of the PEM trust bundle. */
+  readonly trustBundle: string;
+  /** The join token itself, or null when it is read from joinTokenFile. */
+  readonly joinToken: string | null;
+  readonly joinTokenFile: string | null;
+  /** Null: taken from the bundle's root. */
+  readonly trustDomain: string | null;
 }
 
 export const BOOTSTRAP_DEFAULTS = Object.freeze({
@@ -93,7 +111,7 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
   const errors: string[] = [];
   const report = (path: string, msg: string) => errors.push(`${path}: ${msg}`);
   if (!isObj(doc)) return { valid: false, errors: [`the bootstrap must be a mapping, got ${show(doc)}`] };
-  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin'], report);
+  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin', 'identity'], report);
 
   const node = section(doc, 'node', report, true);
   only(node, 'node', ['id', 'service', 'namespace', 'serviceAccount', 'labels', 'locality'], report);
@@ -157,6 +175,19 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
     port: port(adm, 'admin.port', report) ?? BOOTSTRAP_DEFAULTS.admin.port,
   };
 
+  let identity: BootstrapIdentity | null = null;
+  if (doc.identity !== undefined) {
+    const idn = section(doc, 'identity', report, false);
+    only(idn, 'identity', ['caAddress', 'trustBundle', 'joinToken', 'joinTokenFile', 'trustDomain'], report);
+    const caAddress = hostPort(idn, 'identity.caAddress', report, true, 'caAddress');
+    const trustBundle = str(idn, 'identity.trustBundle', 'trustBundle', report, { required: true, re: /./, what: 'a file path' });
+    const joinToken = str(idn, 'identity.joinToken', 'joinToken', report, { re: /^pal1\.[0-9a-f]{16}\.[A-Za-z0-9_-]{43}$/, what: 'a join token (pal1.<id>.<secret>, from palisade certs token)' }) ?? null;
+    const joinTokenFile = str(idn, 'identity.joinTokenFile', 'joinTokenFile', report, { re: /./, what: 'a file path' }) ?? null;
+    if ((joinToken === null) === (joinTokenFile === null)) report('identity', 'must set exactly one of joinToken and joinTokenFile');
+    const trustDomain = str(idn, 'identity.trustDomain', 'trustDomain', report, { re: /^[a-z0-9._-]{1,255}$/, what: 'a trust domain (lowercase letters, digits, ".", "-", "_")' }) ?? null;
+    if (caAddress !== undefined && trustBundle !== undefined) identity = { caAddress, trustBundle, joinToken, joinTokenFile, trustDomain };
+  }
+
   const ports = [['inbound.port', inbound.port], ['outbound.port', outbound.port], ['admin.port', admin.port]] as const;
   for (let i = 0; i < ports.length; i++) {
     for (let j = i + 1; j < ports.length; j++) {
@@ -174,6 +205,7 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
       workload: { address: workload },
       outbound,
       admin,
+      identity,
     }),
   };
 }
@@ -234,8 +266,8 @@ function port(obj: Obj, path: string, report: (p: string, m: string) => void): n
   return v;
 }
 
-function hostPort(obj: Obj, path: string, report: (p: string, m: string) => void, required = false): string | undefined {
-  const v = obj.address;
+function hostPort(obj: Obj, path: string, report: (p: string, m: string) => void, required = false, key = 'address'): string | undefined {
+  const v = obj[key];
   if (v === undefined) {
     if (required) report(path, 'missing required field (host:port)');
     return undefined;

@@ -32,7 +32,7 @@ describe('sidecar bootstrap', () => {
     [{ ...MINIMAL, inbound: { port: 70000 } }, 'inbound.port: must be an integer 0..65535 (0 picks a free port), got 70000'],
     [{ ...MINIMAL, inbound: { advertiseAddress: '0.0.0.0' } }, 'inbound.advertiseAddress: must be an address peers can reach, got "0.0.0.0"'],
     [{ ...MINIMAL, admin: { port: 15001 } }, 'admin.port: must differ from outbound.port (both 15001)'],
-    [{ ...MINIMAL, outbund: {} }, 'outbund: unknown field; known fields: node, controlPlane, inbound, workload, outbound, admin'],
+    [{ ...MINIMAL, outbund: {} }, 'outbund: unknown field; known fields: node, controlPlane, inbound, workload, outbound, admin, identity'],
     [{ ...MINIMAL, node: { service: 'web', labels: { version: 2 } } }, 'node.labels.version: must be a label value (string, up to 63 of [A-Za-z0-9-_.]), got 2'],
     [{ ...MINIMAL, controlPlane: { address: '127.0.0.1:0' } }, 'controlPlane.address: must be host:port with a port 1..65535, got "127.0.0.1:0"'],
     [{ ...MINIMAL, node: { service: 'web', serviceAccount: 'Web_SA' } }, 'node.serviceAccount: must be a service account name (lowercase DNS label), got "Web_SA"'],
