@@ -14,7 +14,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   control: { summary: 'run the control plane: watch a config directory, serve xDS', load: () => import('./commands/control.ts') },
   proxies: { summary: 'list connected proxies and what they ACKed or NACKed', load: () => import('./commands/proxies.ts') },
   sidecar: { summary: 'run the sidecar for one workload from a bootstrap file', load: () => import('./commands/sidecar.ts') },
-  certs: { summary: 'workload identity: join tokens (and the CA, issue #5)', load: () => import('./commands/certs.ts') },
+  certs: { summary: 'workload identity: CA (init-root), join tokens, inspect certificates', load: () => import('./commands/certs.ts') },
   demo: { summary: 'run the whole system on embedded defaults and show it working', load: () => import('./commands/demo.ts') },
 };
 

@@ -1,17 +1,23 @@
 /**
- * `palisade certs`: workload identity operations against the control plane's admin API.
+ * `palisade certs`: workload identity. Join tokens go through the control plane's admin API;
+ * the CA commands (init-root, inspect, in certs-ca.ts) work on local files.
  *
+ *   palisade certs init-root --trust-domain TD (--root-key-out FILE | --keep-root-key)   create the CA state
+ *   palisade certs inspect FILE [--bundle BUNDLE --trust-domain TD]                     show / verify certificates
  *   palisade certs token --namespace NS --service-account SA [--ttl 1h]   mint a one-time join token
  *   palisade certs tokens                                                 list join tokens (no secrets)
  *   palisade certs revoke-token ID                                        revoke an unused token
  */
 import type { JoinTokenInfo } from '../../certs/join-token.ts';
 import { checkAddress, checkOutput, guard, parseFlags, UsageError } from '../args.ts';
+import { caFlagsHelp, caHelp, initRoot, inspectFile } from './certs-ca.ts';
+
+const SUBCOMMANDS = 'init-root, inspect, token, tokens or revoke-token';
 
 export const help = `Usage: palisade certs <subcommand> [flags]
 
 Subcommands:
-  token --namespace NS --service-account SA [--ttl DURATION]
+${caHelp}  token --namespace NS --service-account SA [--ttl DURATION]
                      mint a one-time join token for the identity
                      spiffe://<trust domain>/ns/NS/sa/SA; prints the token alone on stdout
                      (it is shown once: the control plane keeps only its hash)
@@ -22,7 +28,7 @@ Flags:
   --namespace NS             the workload's namespace (token)
   --service-account SA       the workload's service account (token)
   --ttl DURATION             how long the token may be used, e.g. 30m, 24h; at most 7d (168h)  (default 1h)
-  --admin-address HOST:PORT  the control plane's admin address          (default 127.0.0.1:18001)
+${caFlagsHelp}  --admin-address HOST:PORT  the control plane's admin address          (default 127.0.0.1:18001)
   -o, --output table|json    output format                              (default table)
   -h, --help                 this help
 `;
@@ -59,6 +65,8 @@ function table(tokens: readonly JoinTokenInfo[]): string {
 export function run(argv: string[]): Promise<number> {
   return guard('certs', help, async () => {
     const [sub, ...rest] = argv;
+    if (sub === 'init-root') return initRoot(rest);
+    if (sub === 'inspect') return inspectFile(rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift() : undefined, rest);
     // revoke-token takes the id as its one positional argument.
     const positional = sub === 'revoke-token' && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift()! : undefined;
     const flags = parseFlags(rest, {
@@ -102,7 +110,7 @@ export function run(argv: string[]): Promise<number> {
         return 0;
       }
       default:
-        throw new UsageError(sub === undefined ? 'a subcommand is required: token, tokens or revoke-token' : `unknown subcommand ${JSON.stringify(sub)}: use token, tokens or revoke-token`);
+        throw new UsageError(sub === undefined ? `a subcommand is required: ${SUBCOMMANDS}` : `unknown subcommand ${JSON.stringify(sub)}: use ${SUBCOMMANDS}`);
     }
   });
 }

@@ -4,7 +4,7 @@
  * and without a CA the endpoint stays off.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -16,8 +16,8 @@ import { generateKeyPair } from '../../certs/keys.ts';
 import { FileKek } from '../../certs/keyring.ts';
 import { verifySvid } from '../../certs/svid.ts';
 import { CA_DIR, KEK_FILE } from '../../control/certs/certs-service.ts';
+import { startControlProcess } from '../helpers/control-process.ts';
 
-const CLI = join(import.meta.dirname, '../../cli/main.ts');
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
 
@@ -33,22 +33,7 @@ function tempDir(): string {
 }
 
 function startControl(stateDir: string): Promise<{ admin: string; ca: string | null; out: string }> {
-  const child = spawn(process.execPath, [CLI, 'control', '--config', tempDir(), '--state-dir', stateDir, '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--ca-address', '127.0.0.1:0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`control did not start: ${out}`)), 15_000);
-    child.stderr!.on('data', (d) => (out += d));
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /admin on http:\/\/(\S+?),(?: CA on https:\/\/(\S+?),)? config/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ admin: m[1]!, ca: m[2] ?? null, out });
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`control exited ${code}: ${out}`)));
-  });
+  return startControlProcess(stateDir, tempDir(), children);
 }
 
 function enroll(ca: string, bundle: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
