@@ -7,6 +7,8 @@
  * any resource fails Envoy's validation rules nothing changes (the last good snapshots
  * stay) and the failure is logged and shown on /api/v1/state.
  */
+import type { ServerCredentials } from '@grpc/grpc-js';
+import type { StreamAuthorizer } from '../xds/server/callbacks.ts';
 import type { Node } from '../xds/gen/envoy/config/core/v3/base_pb.js';
 import { Snapshot } from '../xds/cache/snapshot.ts';
 import { SnapshotCache } from '../xds/cache/snapshot-cache.ts';
@@ -33,6 +35,10 @@ export interface ControlPlaneOptions {
   logger: Logger;
   /** How long a disconnected or unready sidecar stays an endpoint of its Service, ms. Default 10 000. */
   endpointGraceMs?: number;
+  /** ADS transport credentials (TLS with the control plane's SVID); plaintext by default. */
+  xdsCredentials?: ServerCredentials;
+  /** Who may hold a stream for which node (control/security/stream-authorizer.ts); none: every stream. */
+  authorizeStream?: StreamAuthorizer;
 }
 
 export interface StateStatus {
@@ -83,6 +89,8 @@ export class ControlPlane {
       cache: this.cache,
       nodeGroup: (node: Node) => groupKey(nodeTarget(node)),
       ensureGroup: (group) => this.#ensureGroup(group),
+      ...(options.xdsCredentials !== undefined ? { credentials: options.xdsCredentials } : {}),
+      ...(options.authorizeStream !== undefined ? { authorize: options.authorizeStream } : {}),
       callbacks: {
         onStreamNode: (info) => {
           inventory.onStreamNode(info);

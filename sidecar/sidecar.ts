@@ -29,6 +29,7 @@
  * and waits for the requests in flight (up to the drain deadline). close(): stops
  * everything at once and leaves no handle behind.
  */
+import type { WorkloadIdentity } from './identity/enroll.ts';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { create } from '@bufbuild/protobuf';
@@ -86,6 +87,8 @@ type Phase = 'new' | 'starting' | 'running' | 'draining' | 'closed';
 
 export class Sidecar extends EventEmitter<SidecarEvents> {
   readonly store = new ConfigStore();
+  /** The workload's X.509-SVID once enrolled (bootstrap identity); null without one. */
+  identity: WorkloadIdentity | null = null;
   readonly clusters = new ClusterManager();
   readonly #b: SidecarBootstrap;
   readonly #log: Logger;
@@ -213,7 +216,13 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     }
     // --- end workers ---
 
-    this.#xds = new SidecarXds({ bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.store.applyFrom(client) });
+    try {
+      this.#xds = await SidecarXds.connect({ bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.store.applyFrom(client) });
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    this.identity = this.#xds.identity;
     this.#phase = 'running';
     this.#log.info({ ...this.#addresses, node: b.node.id, service: `${b.node.namespace}/${b.node.service}` }, 'sidecar started');
     return this.#addresses!;

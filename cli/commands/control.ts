@@ -4,7 +4,9 @@ import { DirectorySource } from '../../control/config/source.ts';
 import { parseDuration } from '../../control/config/schema.ts';
 import { ControlPlane } from '../../control/control-plane.ts';
 import { AdminServer } from '../../control/admin/admin-server.ts';
+import { ServerCredentials } from '@grpc/grpc-js';
 import { CertsService } from '../../control/certs/certs-service.ts';
+import { createStreamAuthorizer } from '../../control/security/stream-authorizer.ts';
 import { EnrollServer } from '../../control/certs/enroll-server.ts';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../../control/log.ts';
 import { checkAddress, guard, parseFlags, UsageError } from '../args.ts';
@@ -84,16 +86,24 @@ export function run(argv: string[]): Promise<number> {
 
     const logger = createLogger(level);
     const source = new DirectorySource({ dir: resolve(flags.config), debounceMs });
-    const cp = new ControlPlane({ source, xdsAddress, logger, endpointGraceMs });
     const stateDir = resolve(flags['state-dir']);
     const certs = await CertsService.open(stateDir);
+    // With a CA the xDS port is mTLS: every stream presents an SVID and may only speak for its own identity.
+    const identity = certs.ca === null ? null : await certs.serverIdentity();
+    const cp = new ControlPlane({
+      source, xdsAddress, logger, endpointGraceMs,
+      ...(identity === null ? {} : {
+        xdsCredentials: ServerCredentials.createSsl(Buffer.from(identity.bundle), [{ private_key: Buffer.from(identity.key), cert_chain: Buffer.from(identity.chain) }], true),
+        authorizeStream: createStreamAuthorizer({ trustDomain: certs.ca!.trustDomain, mode: 'STRICT' }),
+      }),
+    });
     const admin = new AdminServer(cp, certs);
     await cp.start();
     const adminBound = await admin.listen(adminAddress);
     let enrollServer: EnrollServer | null = null;
     let caBound: string | null = null;
-    if (certs.ca !== null) {
-      enrollServer = new EnrollServer(certs, await certs.serverIdentity());
+    if (identity !== null) {
+      enrollServer = new EnrollServer(certs, identity);
       caBound = await enrollServer.listen(caAddress);
     } else {
       logger.info({ stateDir }, 'no CA in the state dir: enrollment is off (palisade certs init-root makes one)');

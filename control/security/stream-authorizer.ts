@@ -25,8 +25,8 @@ export const ISTIO_SERVICE_ACCOUNT_KEY = 'SERVICE_ACCOUNT';
 export interface StreamAuthorizerOptions {
   /** The mesh's trust domain (Mesh spec.trustDomain), e.g. `cluster.local`. */
   readonly trustDomain: string;
-  /** Mesh spec.mtls.mode: STRICT refuses a stream without a client certificate. */
-  readonly mode: MtlsMode;
+  /** Mesh spec.mtls.mode: STRICT refuses a stream without a client certificate. A function is asked per stream (the Mesh may change). */
+  readonly mode: MtlsMode | (() => MtlsMode);
 }
 
 /** The URI SANs of a peer certificate (Node's `subjectaltname`: `URI:…, DNS:…`). */
@@ -61,7 +61,8 @@ export function createStreamAuthorizer(options: StreamAuthorizerOptions): Stream
   return (node, info) => {
     const uris = peerUris(info.peerCertificate);
     if (info.peerCertificate === null) {
-      return options.mode === 'STRICT' ? 'a client certificate is required: the mesh mTLS mode is STRICT' : null;
+      const mode = typeof options.mode === 'function' ? options.mode() : options.mode;
+      return mode === 'STRICT' ? 'a client certificate is required: the mesh mTLS mode is STRICT' : null;
     }
     const spiffe = uris.filter((u) => u.startsWith('spiffe://'));
     if (spiffe.length !== 1) return `the client certificate must carry exactly one spiffe:// URI SAN, got ${spiffe.length}`;

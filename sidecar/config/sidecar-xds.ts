@@ -4,12 +4,15 @@
  * Shared by the single-process Sidecar and the primary of a `--workers N` sidecar; what an
  * update does to the configuration is the owner's `apply`.
  */
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { AdsClient } from '../../xds/client/ads-client.ts';
 import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL } from '../../xds/resources/type-urls.ts';
 import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
 import { sidecarNode } from '../bootstrap/node.ts';
 import { DependentSubscriptions } from './dependent-subscriptions.ts';
+import type { WorkloadIdentity } from '../identity/enroll.ts';
+import { enrollForXds } from '../identity/xds-credentials.ts';
 
 /** What an update led to: applied, or refused with reasons (the last good configuration stays). */
 export type ApplyOutcome = { readonly valid: true } | { readonly valid: false; readonly errors: readonly string[] };
@@ -20,12 +23,28 @@ export interface SidecarXdsOptions {
   readonly inboundPort: number;
   readonly version: string;
   readonly logger: Logger;
+  /** Channel credentials (mTLS with the sidecar's SVID); plaintext by default. */
+  readonly credentials?: ChannelCredentials;
   /** Builds and applies a configuration from the client's state after every accepted update. */
   readonly apply: (client: AdsClient) => ApplyOutcome;
 }
 
 export class SidecarXds {
   readonly client: AdsClient;
+  /** The workload's SVID when the bootstrap enrolls (identity section); null otherwise. */
+  identity: WorkloadIdentity | null = null;
+
+  /**
+   * Enrolls first when the bootstrap has an identity section (the stream then runs over mTLS
+   * with the SVID), then connects. Throws PAL_ERR_SIDECAR_ENROLL.
+   */
+  static async connect(options: Omit<SidecarXdsOptions, 'credentials'>): Promise<SidecarXds> {
+    const enrolled = await enrollForXds(options.bootstrap, options.logger);
+    const xds = new SidecarXds({ ...options, ...(enrolled !== null ? { credentials: enrolled.credentials } : {}) });
+    xds.identity = enrolled?.identity ?? null;
+    return xds;
+  }
+
   readonly #o: SidecarXdsOptions;
   readonly #subscriptions = new DependentSubscriptions();
   readonly #counts = { updates: {} as Record<string, number>, nacks: {} as Record<string, number>, snapshotErrors: 0, connects: 0, disconnects: 0 };
@@ -36,7 +55,10 @@ export class SidecarXds {
     const b = options.bootstrap;
     const log = options.logger;
     const c = this.#counts;
-    const client = new AdsClient({ address: b.controlPlane.address, protocol: 'sotw', node: sidecarNode(b, options.inboundPort, false, options.version) });
+    const client = new AdsClient({
+      address: b.controlPlane.address, protocol: 'sotw', node: sidecarNode(b, options.inboundPort, false, options.version),
+      ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
+    });
     this.client = client;
     client.on('update', (typeUrl) => this.#onUpdate(typeUrl));
     client.on('nack', (typeUrl, error) => {

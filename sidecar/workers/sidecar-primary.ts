@@ -19,6 +19,7 @@
  * The inbound port registered with the control plane is the one worker 0 bound (the
  * bootstrap may ask for 0); the other workers, and restarted ones, bind that same port.
  */
+import type { WorkloadIdentity } from '../identity/enroll.ts';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { AdsClient } from '../../xds/client/ads-client.ts';
@@ -60,6 +61,8 @@ function sumStats(items: readonly unknown[]): unknown {
 
 export class SidecarPrimary extends EventEmitter<SidecarEvents> {
   readonly store = new ConfigStore();
+  /** The workload's X.509-SVID once enrolled (bootstrap identity); null without one. */
+  identity: WorkloadIdentity | null = null;
   readonly pool: WorkerPool;
   readonly #b: SidecarBootstrap;
   readonly #log: Logger;
@@ -130,7 +133,13 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
     }
     if (this.#phase !== 'starting') throw new Error('the sidecar was closed while starting');
 
-    this.#xds = new SidecarXds({ bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.#apply(client) });
+    try {
+      this.#xds = await SidecarXds.connect({ bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.#apply(client) });
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    this.identity = this.#xds.identity;
     this.#phase = 'running';
     this.#log.info({ ...this.#addresses, workers: this.pool.size, node: b.node.id, service: `${b.node.namespace}/${b.node.service}` }, 'sidecar started');
     return this.#addresses!;

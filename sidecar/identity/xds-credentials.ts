@@ -1,0 +1,33 @@
+/**
+ * The sidecar's xDS channel over mTLS with its SVID: the control plane must chain to the
+ * trust bundle and present its own SPIFFE ID (…/ns/palisade-system/sa/control-plane).
+ */
+import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
+import type { Logger } from 'pino';
+import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
+import { CONTROL_PLANE_PATH, enrollmentInputs, enrollWorkload, type WorkloadIdentity } from './enroll.ts';
+
+export function xdsChannelCredentials(identity: WorkloadIdentity, trustDomain: string): ChannelCredentials {
+  const expected = `URI:spiffe://${trustDomain}${CONTROL_PLANE_PATH}`;
+  return credentials.createSsl(Buffer.from(identity.bundlePem), Buffer.from(identity.keyPem), Buffer.from(identity.chainPem), {
+    checkServerIdentity: (_host: string, cert: PeerCertificate) => (cert.subjectaltname === expected
+      ? undefined
+      : new Error(`the control plane presented ${cert.subjectaltname || 'no SAN'}, expected ${expected}`)),
+  });
+}
+
+/**
+ * Enrolls when the bootstrap has an identity section and returns the xDS channel credentials
+ * and the identity; null for a sidecar without one (plaintext xDS). Throws PAL_ERR_SIDECAR_ENROLL.
+ */
+export async function enrollForXds(b: SidecarBootstrap, log: Logger): Promise<{ identity: WorkloadIdentity; credentials: ChannelCredentials } | null> {
+  if (b.identity === null) return null;
+  const inputs = await enrollmentInputs(b.identity);
+  const identity = await enrollWorkload({
+    caAddress: b.identity.caAddress, bundlePem: inputs.bundlePem, trustDomain: inputs.trustDomain,
+    namespace: b.node.namespace, serviceAccount: b.node.serviceAccount, token: inputs.token,
+  });
+  log.info({ spiffeId: identity.spiffeId, notAfter: identity.notAfter.toISOString(), renewAt: identity.renewAt.toISOString() }, 'enrolled: workload certificate issued');
+  return { identity, credentials: xdsChannelCredentials(identity, inputs.trustDomain) };
+}
