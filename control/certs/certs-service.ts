@@ -15,7 +15,7 @@ import { JoinTokenStore } from '../../certs/join-token.ts';
 import { exportPrivateKeyPem, generateKeyPair } from '../../certs/keys.ts';
 import { FileKek } from '../../certs/keyring.ts';
 import { workloadId } from '../../certs/spiffe.ts';
-import { enroll, type EnrollResult } from './enrollment.ts';
+import { enroll, renew, type EnrollResult } from './enrollment.ts';
 
 export const JOIN_TOKENS_FILE = 'join-tokens.json';
 export const AUDIT_FILE = 'audit.jsonl';
@@ -78,6 +78,11 @@ export class CertsService {
   /** A workload's enrollment: join token + CSR → its SVID (see enrollment.ts). */
   enroll(csrPem: string, token: string): Promise<EnrollResult> {
     return enroll(this.requireCa(), this.tokens, this.audit, csrPem, token);
+  }
+
+  /** A renewal authenticated by the presented (TLS-verified) SVID; see enrollment.ts. */
+  renew(csrPem: string, presentedId: string, previousSerial: string): Promise<EnrollResult> {
+    return renew(this.requireCa(), this.audit, csrPem, presentedId, previousSerial);
   }
 
   requireCa(): CertificateAuthority {

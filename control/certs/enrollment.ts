@@ -10,6 +10,10 @@
  *   4. the chain and the trust bundle go back; `cert.issued` is audited
  *
  * A certificate signed in step 2 for a request that fails step 3 is discarded unseen.
+ *
+ * Renewal (at half-life) needs no token: the workload presents its current SVID as TLS
+ * client certificate (verified against the bundle by the TLS layer) and asks for the same
+ * identity with a fresh key; `cert.renewed` is audited with the previous serial.
  */
 import type { AuditSink } from '../../certs/audit.ts';
 import type { CertificateAuthority } from '../../certs/ca.ts';
@@ -34,6 +38,8 @@ export type EnrollResult =
   | { readonly ok: false; readonly status: 400 | 401 | 403; readonly code: string; readonly errors: readonly string[] };
 
 export const CSR_REFUSED = 'PAL_ERR_CERTS_CSR_REFUSED';
+/** A renewal without a valid current SVID of this trust domain as client certificate. */
+export const RENEW_UNAUTHENTICATED = 'PAL_ERR_CERTS_RENEW_UNAUTHENTICATED';
 
 export async function enroll(ca: CertificateAuthority, tokens: JoinTokenStore, audit: AuditSink, csrPem: string, token: string): Promise<EnrollResult> {
   const asked = requestedSpiffeId(csrPem);
@@ -49,6 +55,32 @@ export async function enroll(ca: CertificateAuthority, tokens: JoinTokenStore, a
   await audit.emit({
     type: 'cert.issued', time: new Date().toISOString(), actor: 'control-plane',
     serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: (svid.cert.publicKey.algorithm as { name: string }).name,
+  });
+  return {
+    ok: true,
+    enrolled: {
+      spiffeId: svid.spiffeId, chain: svid.chainPem, bundle: ca.trustBundle(), serial: svid.serialNumber,
+      notAfter: svid.notAfter.toISOString(), renewAt: svid.renewAt.toISOString(),
+    },
+  };
+}
+
+/** A workload's renewal: authenticated by its current SVID (`presentedId`), for the same identity. */
+export async function renew(ca: CertificateAuthority, audit: AuditSink, csrPem: string, presentedId: string, previousSerial: string): Promise<EnrollResult> {
+  const id = parseWorkloadId(presentedId);
+  if (!id.valid || id.result.trustDomain !== ca.trustDomain) {
+    return { ok: false, status: 401, code: RENEW_UNAUTHENTICATED, errors: [`the client certificate's ${presentedId} is not a workload identity of ${ca.trustDomain}`] };
+  }
+  const asked = requestedSpiffeId(csrPem);
+  if (asked !== presentedId) {
+    return { ok: false, status: 400, code: CSR_REFUSED, errors: [`a renewal must ask for the presented identity ${presentedId}, the CSR asks for ${asked ?? 'none'}`] };
+  }
+  const signed = await ca.signCsr(csrPem, { namespace: id.result.namespace, serviceAccount: id.result.serviceAccount });
+  if (!signed.valid) return { ok: false, status: 400, code: signed.code, errors: signed.errors };
+  const svid = signed.result;
+  await audit.emit({
+    type: 'cert.renewed', time: new Date().toISOString(), actor: presentedId,
+    serial: svid.serialNumber, previousSerial, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: (svid.cert.publicKey.algorithm as { name: string }).name,
   });
   return {
     ok: true,

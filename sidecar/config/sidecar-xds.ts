@@ -12,7 +12,8 @@ import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
 import { sidecarNode } from '../bootstrap/node.ts';
 import { DependentSubscriptions } from './dependent-subscriptions.ts';
 import type { WorkloadIdentity } from '../identity/enroll.ts';
-import { enrollForXds } from '../identity/xds-credentials.ts';
+import { renewWorkload } from '../identity/enroll.ts';
+import { enrollForXds, renewalDelayMs, xdsChannelCredentials } from '../identity/xds-credentials.ts';
 
 /** What an update led to: applied, or refused with reasons (the last good configuration stays). */
 export type ApplyOutcome = { readonly valid: true } | { readonly valid: false; readonly errors: readonly string[] };
@@ -41,8 +42,43 @@ export class SidecarXds {
   static async connect(options: Omit<SidecarXdsOptions, 'credentials'>): Promise<SidecarXds> {
     const enrolled = await enrollForXds(options.bootstrap, options.logger);
     const xds = new SidecarXds({ ...options, ...(enrolled !== null ? { credentials: enrolled.credentials } : {}) });
-    xds.identity = enrolled?.identity ?? null;
+    if (enrolled !== null) {
+      xds.identity = enrolled.identity;
+      xds.#ca = { address: enrolled.caAddress, trustDomain: enrolled.trustDomain };
+      xds.#scheduleRenewal();
+    }
     return xds;
+  }
+
+  #ca: { address: string; trustDomain: string } | null = null;
+  #renewTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  /** At half-life (renewAt), a fresh key and certificate for the same identity; the next xDS connection uses it. */
+  #scheduleRenewal(delayMs?: number): void {
+    const id = this.identity;
+    if (id === null || this.#closed) return;
+    this.#renewTimer = setTimeout(() => void this.#renew(), delayMs ?? renewalDelayMs(id.renewAt, Date.now()));
+    this.#renewTimer.unref();
+  }
+
+  async #renew(): Promise<void> {
+    const current = this.identity;
+    const ca = this.#ca;
+    if (current === null || ca === null || this.#closed) return;
+    try {
+      const next = await renewWorkload(current, { caAddress: ca.address, trustDomain: ca.trustDomain });
+      if (this.#closed) return;
+      this.identity = next;
+      this.client.setCredentials(xdsChannelCredentials(next, ca.trustDomain));
+      this.#o.logger.info({ spiffeId: next.spiffeId, notAfter: next.notAfter.toISOString(), renewAt: next.renewAt.toISOString() }, 'workload certificate renewed');
+      this.#scheduleRenewal();
+    } catch (err) {
+      // Retry well before expiry: every 30 s, or sooner when little time is left.
+      const left = current.notAfter.getTime() - Date.now();
+      this.#o.logger.error({ err, notAfter: current.notAfter.toISOString() }, 'renewing the workload certificate failed; retrying');
+      this.#scheduleRenewal(Math.max(1000, Math.min(30_000, Math.floor(left / 4))));
+    }
   }
 
   readonly #o: SidecarXdsOptions;
@@ -88,6 +124,8 @@ export class SidecarXds {
   }
 
   close(): void {
+    this.#closed = true;
+    if (this.#renewTimer !== null) clearTimeout(this.#renewTimer);
     this.client.close();
   }
 

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { createCsr } from '../../certs/csr.ts';
-import { exportPrivateKeyPem, generateKeyPair } from '../../certs/keys.ts';
+import { exportPrivateKeyPem, generateKeyPair, type KeyPair } from '../../certs/keys.ts';
 import { PalisadeError } from '../../xds/errors.ts';
 import type { BootstrapIdentity } from '../bootstrap/bootstrap.ts';
 
@@ -75,16 +75,16 @@ export async function enrollmentInputs(identity: BootstrapIdentity): Promise<{ b
   return { bundlePem, token, trustDomain };
 }
 
-export async function enrollWorkload(o: EnrollOptions): Promise<WorkloadIdentity> {
-  const spiffeId = `spiffe://${o.trustDomain}/ns/${o.namespace}/sa/${o.serviceAccount}`;
+/** One JSON POST to the CA endpoint, authenticating the server as the control plane (and the client by `clientCert`, if given). */
+function postToCa(o: { caAddress: string; bundlePem: string; trustDomain: string; timeoutMs?: number }, path: string, payload: unknown, clientCert?: { keyPem: string; chainPem: string }): Promise<{ status: number; body: Record<string, unknown> }> {
   const serverId = `spiffe://${o.trustDomain}${CONTROL_PLANE_PATH}`;
-  const keys = await generateKeyPair();
-  const csr = await createCsr(keys, spiffeId);
   const i = o.caAddress.lastIndexOf(':');
-  const reply = await new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
     const req = request({
-      host: o.caAddress.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(o.caAddress.slice(i + 1)), path: '/v1/enroll', method: 'POST',
-      ca: o.bundlePem, headers: { 'content-type': 'application/json' }, timeout: o.timeoutMs ?? 10_000,
+      host: o.caAddress.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(o.caAddress.slice(i + 1)), path, method: 'POST',
+      ca: o.bundlePem, headers: { 'content-type': 'application/json' }, timeout: timeoutMs, agent: false,
+      ...(clientCert === undefined ? {} : { key: clientCert.keyPem, cert: clientCert.chainPem }),
       checkServerIdentity: (_host: string, cert: PeerCertificate) => (cert.subjectaltname === `URI:${serverId}`
         ? undefined
         : new Error(`the CA endpoint presented ${cert.subjectaltname || 'no SAN'}, expected URI:${serverId}`)),
@@ -100,21 +100,42 @@ export async function enrollWorkload(o: EnrollOptions): Promise<WorkloadIdentity
         }
       });
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${o.timeoutMs ?? 10_000} ms`)));
-    req.on('error', (err) => reject(err instanceof EnrollError ? err : new EnrollError(`enrolling at ${o.caAddress} failed: ${err.message}`, null, { cause: err })));
-    req.end(JSON.stringify({ csr, token: o.token }));
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (err) => reject(err instanceof EnrollError ? err : new EnrollError(`${path === '/v1/renew' ? 'renewing' : 'enrolling'} at ${o.caAddress} failed: ${err.message}`, null, { cause: err })));
+    req.end(JSON.stringify(payload));
   });
+}
+
+/** The identity from a 200 answer, checked to be for `spiffeId`; throws EnrollError for any other answer. */
+async function identityFrom(reply: { status: number; body: Record<string, unknown> }, what: string, caAddress: string, spiffeId: string, keys: KeyPair): Promise<WorkloadIdentity> {
   if (reply.status !== 200) {
     const code = typeof reply.body.code === 'string' ? reply.body.code : null;
     const errors = Array.isArray(reply.body.errors) ? (reply.body.errors as string[]).join('; ') : '';
-    throw new EnrollError(`the CA endpoint ${o.caAddress} refused the enrollment of ${spiffeId} (${reply.status} ${code ?? ''}): ${errors}`, code);
+    throw new EnrollError(`the CA endpoint ${caAddress} refused the ${what} of ${spiffeId} (${reply.status} ${code ?? ''}): ${errors}`, code);
   }
   const b = reply.body;
   if (b.spiffeId !== spiffeId || typeof b.chain !== 'string' || typeof b.bundle !== 'string') {
-    throw new EnrollError(`the CA endpoint ${o.caAddress} answered an SVID for ${String(b.spiffeId)}, expected ${spiffeId}`);
+    throw new EnrollError(`the CA endpoint ${caAddress} answered an SVID for ${String(b.spiffeId)}, expected ${spiffeId}`);
   }
   return {
     spiffeId, keyPem: await exportPrivateKeyPem(keys.privateKey), chainPem: b.chain, bundlePem: b.bundle,
     notAfter: new Date(String(b.notAfter)), renewAt: new Date(String(b.renewAt)),
   };
+}
+
+export async function enrollWorkload(o: EnrollOptions): Promise<WorkloadIdentity> {
+  const spiffeId = `spiffe://${o.trustDomain}/ns/${o.namespace}/sa/${o.serviceAccount}`;
+  const keys = await generateKeyPair();
+  const reply = await postToCa(o, '/v1/enroll', { csr: await createCsr(keys, spiffeId), token: o.token });
+  return identityFrom(reply, 'enrollment', o.caAddress, spiffeId, keys);
+}
+
+/**
+ * Renews `current` before it expires: a fresh key, a CSR for the same SPIFFE ID, and the
+ * current SVID as the TLS client certificate that authenticates the request (no token).
+ */
+export async function renewWorkload(current: WorkloadIdentity, o: { caAddress: string; trustDomain: string; timeoutMs?: number }): Promise<WorkloadIdentity> {
+  const keys = await generateKeyPair();
+  const reply = await postToCa({ ...o, bundlePem: current.bundlePem }, '/v1/renew', { csr: await createCsr(keys, current.spiffeId) }, current);
+  return identityFrom(reply, 'renewal', o.caAddress, current.spiffeId, keys);
 }

@@ -21,7 +21,7 @@ export function xdsChannelCredentials(identity: WorkloadIdentity, trustDomain: s
  * Enrolls when the bootstrap has an identity section and returns the xDS channel credentials
  * and the identity; null for a sidecar without one (plaintext xDS). Throws PAL_ERR_SIDECAR_ENROLL.
  */
-export async function enrollForXds(b: SidecarBootstrap, log: Logger): Promise<{ identity: WorkloadIdentity; credentials: ChannelCredentials } | null> {
+export async function enrollForXds(b: SidecarBootstrap, log: Logger): Promise<{ identity: WorkloadIdentity; credentials: ChannelCredentials; caAddress: string; trustDomain: string } | null> {
   if (b.identity === null) return null;
   const inputs = await enrollmentInputs(b.identity);
   const identity = await enrollWorkload({
@@ -29,5 +29,13 @@ export async function enrollForXds(b: SidecarBootstrap, log: Logger): Promise<{ 
     namespace: b.node.namespace, serviceAccount: b.node.serviceAccount, token: inputs.token,
   });
   log.info({ spiffeId: identity.spiffeId, notAfter: identity.notAfter.toISOString(), renewAt: identity.renewAt.toISOString() }, 'enrolled: workload certificate issued');
-  return { identity, credentials: xdsChannelCredentials(identity, inputs.trustDomain) };
+  return { identity, credentials: xdsChannelCredentials(identity, inputs.trustDomain), caAddress: b.identity.caAddress, trustDomain: inputs.trustDomain };
+}
+
+/** The longest delay a Node timer takes (about 24.8 days); a later renewal re-arms on wake. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** How long to wait before renewing: until `renewAt`, at least `minMs`, at most a timer's range. */
+export function renewalDelayMs(renewAt: Date, now: number, minMs = 1000): number {
+  return Math.min(Math.max(renewAt.getTime() - now, minMs), MAX_TIMER_MS);
 }

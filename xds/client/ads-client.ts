@@ -23,7 +23,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { connectivityState, makeGenericClientConstructor, type ChannelOptions, type ClientDuplexStream } from '@grpc/grpc-js';
+import { ChannelCredentials, connectivityState, makeGenericClientConstructor, type ChannelOptions, type ClientDuplexStream } from '@grpc/grpc-js';
 import type { NodeSchema } from '../gen/envoy/config/core/v3/base_pb.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import { getResourceType } from '../resources/registry.ts';
@@ -120,6 +120,16 @@ export class AdsClient extends EventEmitter<AdsClientEvents> {
     if (typeof resolved === 'string') throw new InvalidOptionError(`invalid node: ${resolved}`);
     this.#config = Object.freeze({ ...this.#config, node: resolved });
     this.#session?.nodeChanged();
+  }
+
+  /**
+   * Replaces the channel credentials for the next connection (e.g. a renewed client
+   * certificate); the stream that is up keeps its connection, as TLS does.
+   */
+  setCredentials(credentials: ChannelCredentials): void {
+    if (this.#phase === 'closed') throw new ClientClosedError('setCredentials');
+    if (!(credentials instanceof ChannelCredentials)) throw new InvalidOptionError('credentials must be a grpc-js ChannelCredentials');
+    this.#config = Object.freeze({ ...this.#config, credentials });
   }
 
   /** True while a stream is up (between 'connected' and 'disconnected'). */

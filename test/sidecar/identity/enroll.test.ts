@@ -10,10 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CertificateAuthority } from '../../../certs/ca.ts';
 import { FileKek } from '../../../certs/keyring.ts';
+import { createCsr } from '../../../certs/csr.ts';
+import { exportPrivateKeyPem, generateKeyPair } from '../../../certs/keys.ts';
 import { verifySvid } from '../../../certs/svid.ts';
 import { CA_DIR, CertsService, KEK_FILE } from '../../../control/certs/certs-service.ts';
 import { EnrollServer } from '../../../control/certs/enroll-server.ts';
-import { bundleTrustDomain, enrollmentInputs, enrollWorkload } from '../../../sidecar/identity/enroll.ts';
+import { bundleTrustDomain, enrollmentInputs, enrollWorkload, renewWorkload } from '../../../sidecar/identity/enroll.ts';
+import { renewalDelayMs } from '../../../sidecar/identity/xds-credentials.ts';
+import { readFile } from 'node:fs/promises';
+import { AUDIT_FILE } from '../../../control/certs/certs-service.ts';
 import { parseBootstrap } from '../../../sidecar/bootstrap/bootstrap.ts';
 
 let dir: string;
@@ -94,5 +99,39 @@ describe('sidecar enrollment', () => {
     const r = parseBootstrap({ node: { service: 'web' }, workload: { address: '127.0.0.1:8080' }, identity });
     expect(r.valid).toBe(false);
     if (!r.valid) expect(r.errors.some((e) => e.startsWith(error))).toBe(true);
+  });
+
+  it('renews with its current SVID as client certificate: same identity, new key and serial, audited', async () => {
+    const first = await enrollWorkload({ caAddress, bundlePem: bundle, trustDomain: 'mesh.local', namespace: 'shop', serviceAccount: 'web', token: await mint() });
+    const renewed = await renewWorkload(first, { caAddress, trustDomain: 'mesh.local' });
+    expect(renewed.spiffeId).toBe(first.spiffeId);
+    expect((await verifySvid(renewed.chainPem, renewed.bundlePem, { trustDomain: 'mesh.local' })).valid).toBe(true);
+    const [a, b] = [new X509Certificate(first.chainPem), new X509Certificate(renewed.chainPem)];
+    expect(b.serialNumber).not.toBe(a.serialNumber);
+    expect(b.checkPrivateKey(createPrivateKey(renewed.keyPem))).toBe(true);
+    expect(b.checkPrivateKey(createPrivateKey(first.keyPem))).toBe(false);
+    const events = (await readFile(join(dir, AUDIT_FILE), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
+    const event = events.find((e) => e.type === 'cert.renewed' && e.serial?.toLowerCase() === b.serialNumber.toLowerCase());
+    expect(event?.previousSerial?.toLowerCase()).toBe(a.serialNumber.toLowerCase());
+    expect(event?.spiffeId).toBe('spiffe://mesh.local/ns/shop/sa/web');
+  });
+
+  it('refuses a renewal whose client certificate this CA did not issue', async () => {
+    const elsewhere = await CertificateAuthority.fromMaterial(await (async () => {
+      const root = await CertificateAuthority.initRoot({ trustDomain: 'mesh.local' });
+      return { root, intermediate: await CertificateAuthority.createIntermediate(root) };
+    })());
+    const keys = await generateKeyPair();
+    const forged = await elsewhere.signCsr(await createCsr(keys, 'spiffe://mesh.local/ns/shop/sa/web'), { namespace: 'shop', serviceAccount: 'web' });
+    if (!forged.valid) throw new Error(forged.errors.join('; '));
+    const identity = { spiffeId: 'spiffe://mesh.local/ns/shop/sa/web', keyPem: await exportPrivateKeyPem(keys.privateKey), chainPem: forged.result.chainPem, bundlePem: bundle, notAfter: forged.result.notAfter, renewAt: forged.result.renewAt };
+    await expect(renewWorkload(identity, { caAddress, trustDomain: 'mesh.local' })).rejects.toMatchObject({ code: 'PAL_ERR_SIDECAR_ENROLL', serverCode: 'PAL_ERR_CERTS_RENEW_UNAUTHENTICATED' });
+  });
+
+  it('waits until half-life to renew, at least a second, at most a timer\'s range', () => {
+    const now = Date.parse('2026-11-27T12:00:00Z');
+    expect(renewalDelayMs(new Date(now + 43_200_000), now)).toBe(43_200_000);
+    expect(renewalDelayMs(new Date(now - 5_000), now)).toBe(1000);
+    expect(renewalDelayMs(new Date(now + 40 * 86_400_000), now)).toBe(2 ** 31 - 1);
   });
 });
