@@ -4,10 +4,10 @@ import { DirectorySource } from '../../control/config/source.ts';
 import { parseDuration } from '../../control/config/schema.ts';
 import { ControlPlane } from '../../control/control-plane.ts';
 import { AdminServer } from '../../control/admin/admin-server.ts';
-import { ServerCredentials } from '@grpc/grpc-js';
 import { CertsService } from '../../control/certs/certs-service.ts';
 import { createStreamAuthorizer } from '../../control/security/stream-authorizer.ts';
 import { EnrollServer } from '../../control/certs/enroll-server.ts';
+import { IdentityProvider, keepIdentityFresh } from '../../control/certs/server-identity.ts';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../../control/log.ts';
 import { checkAddress, guard, parseFlags, UsageError } from '../args.ts';
 
@@ -90,10 +90,11 @@ export function run(argv: string[]): Promise<number> {
     const certs = await CertsService.open(stateDir);
     // With a CA the xDS port is mTLS: every stream presents an SVID and may only speak for its own identity.
     const identity = certs.ca === null ? null : await certs.serverIdentity();
+    const provider = identity === null ? null : new IdentityProvider(identity);
     const cp = new ControlPlane({
       source, xdsAddress, logger, endpointGraceMs,
       ...(identity === null ? {} : {
-        xdsCredentials: ServerCredentials.createSsl(Buffer.from(identity.bundle), [{ private_key: Buffer.from(identity.key), cert_chain: Buffer.from(identity.chain) }], true),
+        xdsCredentials: provider!.serverCredentials(),
         authorizeStream: createStreamAuthorizer({ trustDomain: certs.ca!.trustDomain, mode: 'STRICT' }),
       }),
     });
@@ -108,6 +109,7 @@ export function run(argv: string[]): Promise<number> {
     } else {
       logger.info({ stateDir }, 'no CA in the state dir: enrollment is off (palisade certs init-root makes one)');
     }
+    const fresh = provider === null ? null : keepIdentityFresh(certs, provider, logger, (next) => enrollServer?.setIdentity(next));
     admin.markReady();
     logger.info({ xds: cp.xdsAddress, admin: adminBound, ca: caBound, config: resolve(flags.config), stateDir }, 'control plane ready');
     process.stdout.write(`palisade control: xDS on ${cp.xdsAddress}, admin on http://${adminBound}${caBound === null ? '' : `, CA on https://${caBound}`}, config ${resolve(flags.config)}\n`);
@@ -120,6 +122,7 @@ export function run(argv: string[]): Promise<number> {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
+    fresh?.stop();
     await admin.close();
     await enrollServer?.close();
     await cp.close();

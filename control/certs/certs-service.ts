@@ -35,6 +35,7 @@ export interface ServerIdentity {
   readonly chain: string;
   readonly bundle: string;
   readonly renewAt: Date;
+  readonly notAfter: Date;
 }
 
 export class CertsService {
@@ -72,7 +73,7 @@ export class CertsService {
     const keys = await generateKeyPair();
     const signed = await ca.signCsr(await createCsr(keys, id.result.uri), { namespace: CONTROL_PLANE_NAMESPACE, serviceAccount: CONTROL_PLANE_SERVICE_ACCOUNT });
     if (!signed.valid) throw new Error(`issuing the control plane's certificate: ${signed.errors.join('; ')}`);
-    return { spiffeId: id.result.uri, key: await exportPrivateKeyPem(keys.privateKey), chain: signed.result.chainPem, bundle: ca.trustBundle(), renewAt: signed.result.renewAt };
+    return { spiffeId: id.result.uri, key: await exportPrivateKeyPem(keys.privateKey), chain: signed.result.chainPem, bundle: ca.trustBundle(), renewAt: signed.result.renewAt, notAfter: signed.result.notAfter };
   }
 
   /** A workload's enrollment: join token + CSR → its SVID (see enrollment.ts). */

@@ -13,7 +13,8 @@ import { sidecarNode } from '../bootstrap/node.ts';
 import { DependentSubscriptions } from './dependent-subscriptions.ts';
 import type { WorkloadIdentity } from '../identity/enroll.ts';
 import { renewWorkload } from '../identity/enroll.ts';
-import { enrollForXds, renewalDelayMs, xdsChannelCredentials } from '../identity/xds-credentials.ts';
+import { renewalDelayMs, retryDelayMs } from '../../certs/renewal.ts';
+import { enrollForXds, xdsChannelCredentials } from '../identity/xds-credentials.ts';
 
 /** What an update led to: applied, or refused with reasons (the last good configuration stays). */
 export type ApplyOutcome = { readonly valid: true } | { readonly valid: false; readonly errors: readonly string[] };
@@ -74,10 +75,8 @@ export class SidecarXds {
       this.#o.logger.info({ spiffeId: next.spiffeId, notAfter: next.notAfter.toISOString(), renewAt: next.renewAt.toISOString() }, 'workload certificate renewed');
       this.#scheduleRenewal();
     } catch (err) {
-      // Retry well before expiry: every 30 s, or sooner when little time is left.
-      const left = current.notAfter.getTime() - Date.now();
       this.#o.logger.error({ err, notAfter: current.notAfter.toISOString() }, 'renewing the workload certificate failed; retrying');
-      this.#scheduleRenewal(Math.max(1000, Math.min(30_000, Math.floor(left / 4))));
+      this.#scheduleRenewal(retryDelayMs(current.notAfter, Date.now()));
     }
   }
 

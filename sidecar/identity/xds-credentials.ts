@@ -31,11 +31,3 @@ export async function enrollForXds(b: SidecarBootstrap, log: Logger): Promise<{ 
   log.info({ spiffeId: identity.spiffeId, notAfter: identity.notAfter.toISOString(), renewAt: identity.renewAt.toISOString() }, 'enrolled: workload certificate issued');
   return { identity, credentials: xdsChannelCredentials(identity, inputs.trustDomain), caAddress: b.identity.caAddress, trustDomain: inputs.trustDomain };
 }
-
-/** The longest delay a Node timer takes (about 24.8 days); a later renewal re-arms on wake. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** How long to wait before renewing: until `renewAt`, at least `minMs`, at most a timer's range. */
-export function renewalDelayMs(renewAt: Date, now: number, minMs = 1000): number {
-  return Math.min(Math.max(renewAt.getTime() - now, minMs), MAX_TIMER_MS);
-}

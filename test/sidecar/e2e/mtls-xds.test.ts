@@ -5,7 +5,7 @@
  * refused PERMISSION_DENIED. Everything real on 127.0.0.1.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { credentials, ServerCredentials, status } from '@grpc/grpc-js';
+import { credentials, status } from '@grpc/grpc-js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,6 +18,7 @@ import { DirectorySource } from '../../../control/config/source.ts';
 import { ControlPlane } from '../../../control/control-plane.ts';
 import { CA_DIR, CertsService, KEK_FILE } from '../../../control/certs/certs-service.ts';
 import { EnrollServer } from '../../../control/certs/enroll-server.ts';
+import { IdentityProvider } from '../../../control/certs/server-identity.ts';
 import { createLogger } from '../../../control/log.ts';
 import { createStreamAuthorizer } from '../../../control/security/stream-authorizer.ts';
 import { parseBootstrap } from '../../../sidecar/bootstrap/bootstrap.ts';
@@ -56,7 +57,8 @@ beforeAll(async () => {
   const identity = await certs.serverIdentity();
   cp = new ControlPlane({
     source: new DirectorySource({ dir: config, debounceMs: 20 }), xdsAddress: '127.0.0.1:0', logger: createLogger('silent'),
-    xdsCredentials: ServerCredentials.createSsl(Buffer.from(identity.bundle), [{ private_key: Buffer.from(identity.key), cert_chain: Buffer.from(identity.chain) }], true),
+    // As palisade control does: the control plane's SVID through a provider that renewals update.
+    xdsCredentials: new IdentityProvider(identity).serverCredentials(),
     authorizeStream: createStreamAuthorizer({ trustDomain: 'mesh.local', mode: 'STRICT' }),
   });
   await cp.start();

@@ -16,7 +16,7 @@ import { verifySvid } from '../../../certs/svid.ts';
 import { CA_DIR, CertsService, KEK_FILE } from '../../../control/certs/certs-service.ts';
 import { EnrollServer } from '../../../control/certs/enroll-server.ts';
 import { bundleTrustDomain, enrollmentInputs, enrollWorkload, renewWorkload } from '../../../sidecar/identity/enroll.ts';
-import { renewalDelayMs } from '../../../sidecar/identity/xds-credentials.ts';
+import { renewalDelayMs, retryDelayMs } from '../../../certs/renewal.ts';
 import { readFile } from 'node:fs/promises';
 import { AUDIT_FILE } from '../../../control/certs/certs-service.ts';
 import { parseBootstrap } from '../../../sidecar/bootstrap/bootstrap.ts';
@@ -133,5 +133,6 @@ describe('sidecar enrollment', () => {
     expect(renewalDelayMs(new Date(now + 43_200_000), now)).toBe(43_200_000);
     expect(renewalDelayMs(new Date(now - 5_000), now)).toBe(1000);
     expect(renewalDelayMs(new Date(now + 40 * 86_400_000), now)).toBe(2 ** 31 - 1);
+    expect([retryDelayMs(new Date(now + 3_600_000), now), retryDelayMs(new Date(now + 8_000), now), retryDelayMs(new Date(now - 1), now)]).toEqual([30_000, 2000, 1000]);
   });
 });
