@@ -7,12 +7,16 @@
  *   palisade certs token --namespace NS --service-account SA [--ttl 1h]   mint a one-time join token
  *   palisade certs tokens                                                 list join tokens (no secrets)
  *   palisade certs revoke-token ID                                        revoke an unused token
+ *   palisade certs list                                                   issued workload certificates
+ *   palisade certs revoke SERIAL [--reason R]                             revoke one (it can no longer renew)
  */
+import type { IssuedCert } from '../../certs/issued-store.ts';
 import type { JoinTokenInfo } from '../../certs/join-token.ts';
 import { checkAddress, checkOutput, guard, parseFlags, UsageError } from '../args.ts';
+import { formatTable } from '../table.ts';
 import { caFlagsHelp, caHelp, initRoot, inspectFile } from './certs-ca.ts';
 
-const SUBCOMMANDS = 'init-root, inspect, token, tokens or revoke-token';
+const SUBCOMMANDS = 'init-root, inspect, token, tokens, revoke-token, list or revoke';
 
 export const help = `Usage: palisade certs <subcommand> [flags]
 
@@ -23,11 +27,15 @@ ${caHelp}  token --namespace NS --service-account SA [--ttl DURATION]
                      (it is shown once: the control plane keeps only its hash)
   tokens             list join tokens: id, identity, expiry, state (never the secrets)
   revoke-token ID    revoke a token that has not been used
+  list               issued workload certificates: serial, SPIFFE ID, expiry, state
+  revoke SERIAL [--reason TEXT]
+                     revoke an issued certificate: it can no longer renew
 
 Flags:
   --namespace NS             the workload's namespace (token)
   --service-account SA       the workload's service account (token)
   --ttl DURATION             how long the token may be used, e.g. 30m, 24h; at most 7d (168h)  (default 1h)
+  --reason TEXT              why a certificate is revoked (revoke)      (default unspecified)
 ${caFlagsHelp}  --admin-address HOST:PORT  the control plane's admin address          (default 127.0.0.1:18001)
   -o, --output table|json    output format                              (default table)
   -h, --help                 this help
@@ -54,12 +62,13 @@ function refusal(status: number, json: Record<string, unknown>): Error {
 }
 
 function table(tokens: readonly JoinTokenInfo[]): string {
-  const rows = [['ID', 'NAMESPACE', 'SERVICE ACCOUNT', 'EXPIRES', 'STATE']];
-  for (const t of tokens) rows.push([t.id, t.namespace, t.serviceAccount, t.expiresAt, t.state]);
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
-  if (tokens.length === 0) lines.push('(no join tokens)');
-  return `${lines.join('\n')}\n`;
+  return formatTable([['ID', 'NAMESPACE', 'SERVICE ACCOUNT', 'EXPIRES', 'STATE'], ...tokens.map((t) => [t.id, t.namespace, t.serviceAccount, t.expiresAt, t.state])], '(no join tokens)');
+}
+
+type IssuedListEntry = IssuedCert & { state: string };
+
+function issuedTable(certs: readonly IssuedListEntry[]): string {
+  return formatTable([['SERIAL', 'SPIFFE ID', 'NOT AFTER', 'STATE'], ...certs.map((c) => [c.serial, c.spiffeId, c.notAfter, c.state])], '(no certificates issued)');
 }
 
 export function run(argv: string[]): Promise<number> {
@@ -68,11 +77,12 @@ export function run(argv: string[]): Promise<number> {
     if (sub === 'init-root') return initRoot(rest);
     if (sub === 'inspect') return inspectFile(rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift() : undefined, rest);
     // revoke-token takes the id as its one positional argument.
-    const positional = sub === 'revoke-token' && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift()! : undefined;
+    const positional = (sub === 'revoke-token' || sub === 'revoke') && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift()! : undefined;
     const flags = parseFlags(rest, {
       namespace: { type: 'string' },
       'service-account': { type: 'string' },
       ttl: { type: 'string', default: '1h' },
+      reason: { type: 'string', default: 'unspecified' },
       'admin-address': { type: 'string', default: '127.0.0.1:18001' },
       output: { type: 'string', short: 'o', default: 'table' },
     });
@@ -107,6 +117,23 @@ export function run(argv: string[]): Promise<number> {
         const { status, json } = await call(admin, 'DELETE', `/api/v1/certs/tokens/${id}`);
         if (status !== 200) throw refusal(status, json);
         process.stdout.write(output === 'json' ? `${JSON.stringify(json, null, 2)}\n` : `revoked join token ${id}\n`);
+        return 0;
+      }
+      case 'list': {
+        const { status, json } = await call(admin, 'GET', '/api/v1/certs/issued');
+        if (status !== 200) throw refusal(status, json);
+        const certs = json.certs as IssuedListEntry[];
+        process.stdout.write(output === 'json' ? `${JSON.stringify(certs, null, 2)}\n` : issuedTable(certs));
+        return 0;
+      }
+      case 'revoke': {
+        const serial = positional;
+        if (serial === undefined || !/^[0-9a-fA-F:]{1,128}$/.test(serial)) {
+          throw new UsageError(`revoke needs the certificate serial (hex, see palisade certs list), got ${JSON.stringify(serial ?? '')}`);
+        }
+        const { status, json } = await call(admin, 'POST', `/api/v1/certs/issued/${serial}/revoke`, { reason: flags.reason });
+        if (status !== 200) throw refusal(status, json);
+        process.stdout.write(output === 'json' ? `${JSON.stringify(json, null, 2)}\n` : `revoked certificate ${(json.cert as IssuedListEntry).serial} (${(json.cert as IssuedListEntry).spiffeId})\n`);
         return 0;
       }
       default:

@@ -1,6 +1,7 @@
 /** `palisade proxies`: every connected proxy and its sync status, like istioctl proxy-status. */
 import { syncStatus, type ProxyRecord } from '../../control/inventory/inventory.ts';
 import { checkAddress, checkOutput, guard, parseFlags } from '../args.ts';
+import { formatTable } from '../table.ts';
 
 
 export const help = `Usage: palisade proxies [flags]
@@ -38,18 +39,15 @@ export function run(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify(proxies, null, 2)}\n`);
       return 0;
     }
-    process.stdout.write(formatTable(proxies));
+    process.stdout.write(formatProxies(proxies));
     return 0;
   });
 }
 
-export function formatTable(proxies: readonly ProxyRecord[]): string {
+export function formatProxies(proxies: readonly ProxyRecord[]): string {
   const rows = [['NAME', 'KIND', 'VERSION', ...TYPES, 'STREAM']];
   for (const p of proxies) {
     rows.push([p.nodeId, p.kind, p.clientVersion || '-', ...TYPES.map((t) => syncStatus(p.types[t])), `${p.protocol}#${p.streamId}`]);
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
-  if (proxies.length === 0) lines.push('(no proxies connected)');
-  return `${lines.join('\n')}\n`;
+  return formatTable(rows, '(no proxies connected)');
 }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { JsonLinesAuditSink, type AuditSink } from '../../certs/audit.ts';
 import { CertificateAuthority } from '../../certs/ca.ts';
 import { createCsr } from '../../certs/csr.ts';
+import { IssuedCertStore, type RevokeCertResult } from '../../certs/issued-store.ts';
 import { JoinTokenStore } from '../../certs/join-token.ts';
 import { exportPrivateKeyPem, generateKeyPair } from '../../certs/keys.ts';
 import { FileKek } from '../../certs/keyring.ts';
@@ -18,6 +19,8 @@ import { workloadId } from '../../certs/spiffe.ts';
 import { enroll, renew, type EnrollResult } from './enrollment.ts';
 
 export const JOIN_TOKENS_FILE = 'join-tokens.json';
+/** The record of issued workload certificates (palisade certs list / revoke). */
+export const ISSUED_FILE = 'issued.json';
 export const AUDIT_FILE = 'audit.jsonl';
 /** The CA's state directory (CertificateAuthority.writeState / load) under the state dir. */
 export const CA_DIR = 'ca';
@@ -44,12 +47,14 @@ export class CertsService {
   readonly audit: AuditSink & { close(): Promise<void> };
   /** Null until `palisade certs init-root` has written a CA under the state dir. */
   readonly ca: CertificateAuthority | null;
+  readonly issued: IssuedCertStore;
 
-  private constructor(stateDir: string, tokens: JoinTokenStore, audit: JsonLinesAuditSink, ca: CertificateAuthority | null) {
+  private constructor(stateDir: string, tokens: JoinTokenStore, audit: JsonLinesAuditSink, ca: CertificateAuthority | null, issued: IssuedCertStore) {
     this.stateDir = stateDir;
     this.tokens = tokens;
     this.audit = audit;
     this.ca = ca;
+    this.issued = issued;
   }
 
   /**
@@ -62,7 +67,7 @@ export class CertsService {
     const tokens = await JoinTokenStore.open({ file: join(stateDir, JOIN_TOKENS_FILE), audit });
     const caDir = join(stateDir, CA_DIR);
     const ca = existsSync(join(caDir, 'root.pem')) ? await CertificateAuthority.load(caDir, await FileKek.open(join(stateDir, KEK_FILE))) : null;
-    return new CertsService(stateDir, tokens, audit, ca);
+    return new CertsService(stateDir, tokens, audit, ca, await IssuedCertStore.open(join(stateDir, ISSUED_FILE)));
   }
 
   /** Issues the control plane an SVID for its TLS endpoints (a fresh key, never stored). */
@@ -78,12 +83,19 @@ export class CertsService {
 
   /** A workload's enrollment: join token + CSR → its SVID (see enrollment.ts). */
   enroll(csrPem: string, token: string): Promise<EnrollResult> {
-    return enroll(this.requireCa(), this.tokens, this.audit, csrPem, token);
+    return enroll(this.requireCa(), this.tokens, this.audit, this.issued, csrPem, token);
   }
 
   /** A renewal authenticated by the presented (TLS-verified) SVID; see enrollment.ts. */
   renew(csrPem: string, presentedId: string, previousSerial: string): Promise<EnrollResult> {
-    return renew(this.requireCa(), this.audit, csrPem, presentedId, previousSerial);
+    return renew(this.requireCa(), this.audit, this.issued, csrPem, presentedId, previousSerial);
+  }
+
+  /** Revokes an issued workload certificate (it can no longer renew); audited as cert.revoked. */
+  async revokeCert(serial: string, reason: string, actor: string): Promise<RevokeCertResult> {
+    const r = await this.issued.revoke(serial, reason);
+    if (r.ok) await this.audit.emit({ type: 'cert.revoked', time: new Date().toISOString(), actor, serial: r.cert.serial, reason });
+    return r;
   }
 
   requireCa(): CertificateAuthority {

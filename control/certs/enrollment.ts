@@ -18,6 +18,7 @@
 import type { AuditSink } from '../../certs/audit.ts';
 import type { CertificateAuthority } from '../../certs/ca.ts';
 import { requestedSpiffeId } from '../../certs/csr.ts';
+import { normalizeSerial, type IssuedCertStore } from '../../certs/issued-store.ts';
 import type { JoinTokenStore } from '../../certs/join-token.ts';
 import { parseWorkloadId } from '../../certs/spiffe.ts';
 
@@ -41,7 +42,7 @@ export const CSR_REFUSED = 'PAL_ERR_CERTS_CSR_REFUSED';
 /** A renewal without a valid current SVID of this trust domain as client certificate. */
 export const RENEW_UNAUTHENTICATED = 'PAL_ERR_CERTS_RENEW_UNAUTHENTICATED';
 
-export async function enroll(ca: CertificateAuthority, tokens: JoinTokenStore, audit: AuditSink, csrPem: string, token: string): Promise<EnrollResult> {
+export async function enroll(ca: CertificateAuthority, tokens: JoinTokenStore, audit: AuditSink, issued: IssuedCertStore, csrPem: string, token: string): Promise<EnrollResult> {
   const asked = requestedSpiffeId(csrPem);
   if (asked === null) return { ok: false, status: 400, code: CSR_REFUSED, errors: ['the CSR must be a PEM PKCS#10 request naming its SPIFFE ID as a URI SAN'] };
   const id = parseWorkloadId(asked);
@@ -52,6 +53,7 @@ export async function enroll(ca: CertificateAuthority, tokens: JoinTokenStore, a
   const redeemed = await tokens.redeem(token, { namespace, serviceAccount, actor: asked });
   if (!redeemed.ok) return { ok: false, status: redeemed.reason === 'scope-mismatch' ? 403 : 401, code: redeemed.code, errors: [redeemed.message] };
   const svid = signed.result;
+  await issued.record({ serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter });
   await audit.emit({
     type: 'cert.issued', time: new Date().toISOString(), actor: 'control-plane',
     serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: (svid.cert.publicKey.algorithm as { name: string }).name,
@@ -66,7 +68,10 @@ export async function enroll(ca: CertificateAuthority, tokens: JoinTokenStore, a
 }
 
 /** A workload's renewal: authenticated by its current SVID (`presentedId`), for the same identity. */
-export async function renew(ca: CertificateAuthority, audit: AuditSink, csrPem: string, presentedId: string, previousSerial: string): Promise<EnrollResult> {
+export async function renew(ca: CertificateAuthority, audit: AuditSink, issued: IssuedCertStore, csrPem: string, presentedId: string, previousSerial: string): Promise<EnrollResult> {
+  if (issued.isRevoked(previousSerial)) {
+    return { ok: false, status: 401, code: RENEW_UNAUTHENTICATED, errors: [`the client certificate ${normalizeSerial(previousSerial)} is revoked: enroll again with a new join token`] };
+  }
   const id = parseWorkloadId(presentedId);
   if (!id.valid || id.result.trustDomain !== ca.trustDomain) {
     return { ok: false, status: 401, code: RENEW_UNAUTHENTICATED, errors: [`the client certificate's ${presentedId} is not a workload identity of ${ca.trustDomain}`] };
@@ -78,6 +83,7 @@ export async function renew(ca: CertificateAuthority, audit: AuditSink, csrPem: 
   const signed = await ca.signCsr(csrPem, { namespace: id.result.namespace, serviceAccount: id.result.serviceAccount });
   if (!signed.valid) return { ok: false, status: 400, code: signed.code, errors: signed.errors };
   const svid = signed.result;
+  await issued.record({ serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter, previousSerial });
   await audit.emit({
     type: 'cert.renewed', time: new Date().toISOString(), actor: presentedId,
     serial: svid.serialNumber, previousSerial, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: (svid.cert.publicKey.algorithm as { name: string }).name,

@@ -229,6 +229,17 @@ describe('palisade certs init-root, then palisade control', () => {
     const out = JSON.parse(r.stdout) as { certificates: Array<{ kind: string; spiffeId: string }>; verification: { valid: boolean; spiffeId: string } };
     expect(out.certificates.map((c) => [c.kind, c.spiffeId])).toEqual([['leaf', 'spiffe://mesh.local/ns/shop/sa/web'], ['intermediate', 'spiffe://mesh.local']]);
     expect(out.verification).toMatchObject({ valid: true, spiffeId: 'spiffe://mesh.local/ns/shop/sa/web' });
+
+    // The control plane recorded it: list shows it, revoke marks it, a second revoke is refused.
+    const listed = await cli(['list', '-o', 'json', '--admin-address', admin]);
+    expect(listed.code).toBe(0);
+    const serial = (JSON.parse(listed.stdout) as Array<{ serial: string; spiffeId: string; state: string }>).find((c) => c.spiffeId === 'spiffe://mesh.local/ns/shop/sa/web')!.serial;
+    const revoked = await cli(['revoke', serial, '--reason', 'decommissioned', '--admin-address', admin]);
+    expect([revoked.code, revoked.stdout]).toEqual([0, `revoked certificate ${serial} (spiffe://mesh.local/ns/shop/sa/web)\n`]);
+    expect((await cli(['list', '--admin-address', admin])).stdout).toMatch(new RegExp(`${serial}\\s+spiffe://mesh.local/ns/shop/sa/web\\s+\\S+\\s+revoked`));
+    const again = await cli(['revoke', serial, '--admin-address', admin]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('already revoked');
   });
 });
 

@@ -1,6 +1,6 @@
 /** The proxy inventory, read from the admin endpoint exactly as `palisade proxies` does. */
 import type { ProxyRecord } from '../../../control/inventory/inventory.ts';
-import { formatTable } from '../../commands/proxies.ts';
+import { formatProxies } from '../../commands/proxies.ts';
 import type { DemoStep } from '../step.ts';
 import { DEMO_NODE_ID } from './resolve-client.ts';
 
@@ -13,6 +13,6 @@ export const listProxies: DemoStep = {
     if (!res.ok) throw new Error(`GET http://${admin}/api/v1/proxies answered ${res.status}`);
     const { proxies } = (await res.json()) as { proxies: ProxyRecord[] };
     if (!proxies.some((p) => p.nodeId === DEMO_NODE_ID)) throw new Error(`${DEMO_NODE_ID} is not among the ${proxies.length} connected proxies`);
-    return [`GET http://${admin}/api/v1/proxies (SYNCED: the proxy ACKed the latest version of that type)`, ...formatTable(proxies).trimEnd().split('\n')];
+    return [`GET http://${admin}/api/v1/proxies (SYNCED: the proxy ACKed the latest version of that type)`, ...formatProxies(proxies).trimEnd().split('\n')];
   },
 };

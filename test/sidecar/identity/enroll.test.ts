@@ -19,6 +19,7 @@ import { bundleTrustDomain, enrollmentInputs, enrollWorkload, renewWorkload } fr
 import { renewalDelayMs, retryDelayMs } from '../../../certs/renewal.ts';
 import { readFile } from 'node:fs/promises';
 import { AUDIT_FILE } from '../../../control/certs/certs-service.ts';
+import { normalizeSerial } from '../../../certs/issued-store.ts';
 import { parseBootstrap } from '../../../sidecar/bootstrap/bootstrap.ts';
 
 let dir: string;
@@ -134,5 +135,20 @@ describe('sidecar enrollment', () => {
     expect(renewalDelayMs(new Date(now - 5_000), now)).toBe(1000);
     expect(renewalDelayMs(new Date(now + 40 * 86_400_000), now)).toBe(2 ** 31 - 1);
     expect([retryDelayMs(new Date(now + 3_600_000), now), retryDelayMs(new Date(now + 8_000), now), retryDelayMs(new Date(now - 1), now)]).toEqual([30_000, 2000, 1000]);
+  });
+
+  it('records what it issues, and a revoked certificate can no longer renew', async () => {
+    const id = await enrollWorkload({ caAddress, bundlePem: bundle, trustDomain: 'mesh.local', namespace: 'shop', serviceAccount: 'db', token: await mint('db') });
+    const serial = new X509Certificate(id.chainPem).serialNumber;
+    const listed = certs.issued.list().find((c) => c.serial === normalizeSerial(serial));
+    expect(listed).toMatchObject({ spiffeId: 'spiffe://mesh.local/ns/shop/sa/db', state: 'valid', previousSerial: null });
+
+    expect(await certs.revokeCert(serial, 'key compromise', 'test')).toMatchObject({ ok: true, cert: { revokeReason: 'key compromise' } });
+    expect(await certs.revokeCert(serial, 'again', 'test')).toMatchObject({ ok: false, reason: 'revoked' });
+    expect(certs.issued.list().find((c) => c.serial === normalizeSerial(serial))?.state).toBe('revoked');
+    await expect(renewWorkload(id, { caAddress, trustDomain: 'mesh.local' })).rejects.toMatchObject({
+      serverCode: 'PAL_ERR_CERTS_RENEW_UNAUTHENTICATED', message: expect.stringContaining('is revoked'),
+    });
+    expect(await readFile(join(dir, AUDIT_FILE), 'utf8')).toContain(`"type":"cert.revoked"`);
   });
 });
