@@ -19,6 +19,7 @@
  *   PIN           1 = taskset: the proxy under test alone on the last CPU, the
  *                 load generator and the upstream on the others               default 0
  */
+import { readKnob, intKnob, flagKnob } from '../common/environment.ts';
 
 export const ALL_TARGETS = ['direct', 'sidecar', 'nginx', 'haproxy', 'http-proxy-3', 'fastify'] as const;
 export type TargetName = (typeof ALL_TARGETS)[number];
@@ -54,20 +55,12 @@ const DEFAULTS = {
 } as const;
 
 function read(name: keyof typeof DEFAULTS): string {
-  const v = process.env[name];
-  return v === undefined || v.trim() === '' ? DEFAULTS[name] : v.trim();
+  return readKnob(DEFAULTS, name);
 }
 
-function int(name: string, raw: string, min: number, max: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new TypeError(`${name} must be an integer in ${min}..${max}, got ${JSON.stringify(raw)}`);
-  return n;
-}
+const int = intKnob;
 
-function flag(name: string, raw: string): boolean {
-  if (raw !== '0' && raw !== '1') throw new TypeError(`${name} must be 0 or 1, got ${JSON.stringify(raw)}`);
-  return raw === '1';
-}
+const flag = flagKnob;
 
 export function loadEnvironment(): BenchEnvironment {
   const targets = read('TARGETS').split(',').map((s) => s.trim()).filter((s) => s !== '');
