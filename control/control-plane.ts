@@ -39,6 +39,8 @@ export interface ControlPlaneOptions {
   xdsCredentials?: ServerCredentials;
   /** Who may hold a stream for which node (control/security/stream-authorizer.ts); none: every stream. */
   authorizeStream?: StreamAuthorizer;
+  /** The mesh CA's roots, published to Envoy and sidecar groups as the SDS Secret ROOTCA. */
+  trustBundle?: string;
 }
 
 export interface StateStatus {
@@ -62,6 +64,7 @@ export class ControlPlane {
   #base: DesiredState | undefined;
   /** What is being served: #base plus registered endpoints. */
   #state: DesiredState | undefined;
+  readonly #trustBundle: string | null;
   #registryApply: NodeJS.Immediate | undefined;
   #xdsPort = 0;
   readonly status: StateStatus = { appliedAt: null, lastRejection: null, publishes: 0, rejections: 0 };
@@ -70,6 +73,7 @@ export class ControlPlane {
     this.#source = options.source;
     this.#log = options.logger;
     this.#xdsAddress = options.xdsAddress;
+    this.#trustBundle = options.trustBundle ?? null;
     const inventory = this.inventory;
     const log = this.#log;
     this.registry = new EndpointRegistry({
@@ -208,7 +212,7 @@ export class ControlPlane {
 
   /** A group's snapshot, or the list of problems that stop it. */
   #build(state: DesiredState, group: string): Snapshot | string[] {
-    const resources = translate(state, parseGroupKey(group));
+    const resources = translate(state, parseGroupKey(group), { trustBundle: this.#trustBundle });
     const problems: string[] = [];
     for (const [typeUrl, list] of Object.entries(resources)) {
       const type = getResourceType(typeUrl);

@@ -96,6 +96,7 @@ export function run(argv: string[]): Promise<number> {
       ...(identity === null ? {} : {
         xdsCredentials: provider!.serverCredentials(),
         authorizeStream: createStreamAuthorizer({ trustDomain: certs.ca!.trustDomain, mode: 'STRICT' }),
+        trustBundle: certs.ca!.trustBundle(),
       }),
     });
     const admin = new AdminServer(cp, certs);

@@ -6,8 +6,9 @@ import type { Message } from '@bufbuild/protobuf';
 import { create } from '@bufbuild/protobuf';
 import { MeshConfigSchema, MeshConfig_MtlsMode } from '../../xds/gen/palisade/v1/mesh_pb.js';
 import {
-  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, ROUTE_TYPE_URL,
+  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
 } from '../../xds/resources/type-urls.ts';
+import { SecretSchema } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
 import type { DesiredState } from '../config/state.ts';
 import { buildCluster } from './clusters.ts';
 import { grpcListeners, outboundListener } from './listeners.ts';
@@ -16,7 +17,18 @@ import { buildRoutes } from './routes.ts';
 
 export type ResourcesByType = Record<string, Message[]>;
 
-export function translate(state: DesiredState, target: NodeTarget): ResourcesByType {
+/** The SDS secret holding the mesh's trust bundle (Istio's name for the same thing). */
+export const ROOT_CA_SECRET = 'ROOTCA';
+
+export interface TranslateOptions {
+  /**
+   * PEM roots of the mesh CA. When set, Envoy and sidecar groups get the SDS Secret
+   * `ROOTCA` (a validation_context with these roots); two roots during a root rotation.
+   */
+  readonly trustBundle?: string | null;
+}
+
+export function translate(state: DesiredState, target: NodeTarget, options: TranslateOptions = {}): ResourcesByType {
   const routes = buildRoutes(state, target);
   const clusters: Message[] = [];
   const endpoints: Message[] = [];
@@ -37,6 +49,13 @@ export function translate(state: DesiredState, target: NodeTarget): ResourcesByT
       name: state.mesh.metadata.name,
       trustDomain: state.mesh.spec.trustDomain,
       mtlsMode: state.mesh.spec.mtls.mode === 'STRICT' ? MeshConfig_MtlsMode.STRICT : MeshConfig_MtlsMode.PERMISSIVE,
+    })];
+  }
+  const bundle = options.trustBundle ?? null;
+  if (bundle !== null && target.kind !== 'grpc') {
+    out[SECRET_TYPE_URL] = [create(SecretSchema, {
+      name: ROOT_CA_SECRET,
+      type: { case: 'validationContext', value: { trustedCa: { specifier: { case: 'inlineString', value: bundle } } } },
     })];
   }
   return out;

@@ -23,6 +23,8 @@ import { HTTPFaultSchema } from '../../../xds/gen/envoy/extensions/filters/http/
 import { HttpConnectionManagerSchema } from '../../../xds/gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js';
 import { Snapshot } from '../../../xds/cache/snapshot.ts';
 import { inconsistencies } from '../../../xds/cache/consistency.ts';
+import { SECRET_TYPE_URL } from '../../../xds/resources/type-urls.ts';
+import type { Secret } from '../../../xds/gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
 
 const fixtureState = () => stateFrom(fixtureFiles());
 
@@ -100,6 +102,23 @@ describe('translate', () => {
       expect(inconsistencies(snap)).toEqual([]);
     },
   );
+
+  it.each(KINDS)('publishes the mesh trust bundle as the SDS Secret ROOTCA to %s groups when there is a CA', (kind) => {
+    const bundle = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    const out = translate(fixtureState(), { kind, namespace: 'default' }, { trustBundle: bundle });
+    const secrets = (out[SECRET_TYPE_URL] ?? []) as Secret[];
+    if (kind === 'grpc') {
+      expect(secrets).toEqual([]);
+      return;
+    }
+    expect(secrets.map((x) => x.name)).toEqual(['ROOTCA']);
+    const vc = secrets[0]!.type;
+    expect(vc.case).toBe('validationContext');
+    expect((vc.value as { trustedCa?: { specifier: { case: string; value: string } } }).trustedCa?.specifier).toEqual({ case: 'inlineString', value: bundle });
+    const v = validateMessage(getResourceType(SECRET_TYPE_URL).schema, secrets[0]!, { registry: TYPE_REGISTRY });
+    expect(v.valid ? [] : v.errors).toEqual([]);
+    expect(translate(fixtureState(), { kind, namespace: 'default' })[SECRET_TYPE_URL]).toBeUndefined();
+  });
 
   it('is deterministic: the same state gives byte-identical resources', () => {
     const a = Snapshot.fromResources(translate(stateFrom(RICH), { kind: 'envoy', namespace: 'shop' }));

@@ -23,7 +23,7 @@ import { createLogger } from '../../../control/log.ts';
 import { createStreamAuthorizer } from '../../../control/security/stream-authorizer.ts';
 import { parseBootstrap } from '../../../sidecar/bootstrap/bootstrap.ts';
 import { Sidecar } from '../../../sidecar/sidecar.ts';
-import { CLUSTER_TYPE_URL } from '../../../xds/resources/type-urls.ts';
+import { CLUSTER_TYPE_URL, SECRET_TYPE_URL } from '../../../xds/resources/type-urls.ts';
 import { RawSotwStream, testNode } from '../../helpers/raw-ads-client.ts';
 import { httpGet } from '../../helpers/http.ts';
 import { webAndApiYaml } from '../../helpers/services-yaml.ts';
@@ -60,6 +60,7 @@ beforeAll(async () => {
     // As palisade control does: the control plane's SVID through a provider that renewals update.
     xdsCredentials: new IdentityProvider(identity).serverCredentials(),
     authorizeStream: createStreamAuthorizer({ trustDomain: 'mesh.local', mode: 'STRICT' }),
+    trustBundle: identity.bundle,
   });
   await cp.start();
   enroll = new EnrollServer(certs, identity);
@@ -94,6 +95,8 @@ describe('xDS over mTLS with the sidecar\'s own SVID', () => {
     expect(await httpGet(addresses.outbound, '/', { host: 'api:9090' })).toEqual({ status: 200, body: 'api' });
     const proxy = cp.inventory.list().find((p) => p.nodeId === 'web-1');
     expect(proxy?.kind).toBe('sidecar');
+    // The trust bundle is published for the group over SDS (ROOTCA), as for Envoy nodes.
+    expect([...cp.cache.getSnapshot('sidecar/default')!.resources(SECRET_TYPE_URL).keys()]).toEqual(['ROOTCA']);
   });
 
   it('gives no stream to a client without a certificate', async () => {
