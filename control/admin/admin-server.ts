@@ -10,10 +10,10 @@
  *   /api/v1/certs/tokens    join tokens: mint (POST), list (GET), revoke (DELETE …/<id>); certs-routes.ts
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { CertsService } from '../certs/certs-service.ts';
 import type { ControlPlane } from '../control-plane.ts';
 import { handleCertsRoute } from './certs-routes.ts';
+import { listenOn } from '../http-server.ts';
 
 export class AdminServer {
   readonly #cp: ControlPlane;
@@ -34,16 +34,7 @@ export class AdminServer {
 
   /** Listens on host:port (port 0 picks one); resolves with the bound address. */
   listen(address: string): Promise<string> {
-    const i = address.lastIndexOf(':');
-    const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-    const port = Number(address.slice(i + 1));
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, host, () => {
-        const a = this.#server.address() as AddressInfo;
-        resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
-      });
-    });
+    return listenOn(this.#server, address);
   }
 
   close(): Promise<void> {

@@ -14,6 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { validateMintRequest } from '../../certs/join-token.ts';
 import { parseDuration } from '../config/schema.ts';
 import type { CertsService } from '../certs/certs-service.ts';
+import { readBody } from '../http-server.ts';
 
 /** Default lifetime of a join token when the request names none. */
 export const DEFAULT_TOKEN_TTL = '1h';
@@ -21,28 +22,13 @@ const MAX_BODY_BYTES = 16 * 1024;
 
 type Send = (res: ServerResponse, code: number, body: unknown) => void;
 
-function readJson(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    let size = 0;
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new Error(`the request body must be at most ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
-      } catch (err) {
-        reject(new Error(`the request body must be JSON: ${(err as Error).message}`));
-      }
-    });
-    req.on('error', reject);
-  });
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const text = await readBody(req, MAX_BODY_BYTES);
+  try {
+    return JSON.parse(text || '{}');
+  } catch (err) {
+    throw new Error(`the request body must be JSON: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** The JSON body, or undefined after answering 400 with why it is not one. */

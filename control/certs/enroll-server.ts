@@ -15,8 +15,9 @@
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { uriSans } from '../../certs/peer-identity.ts';
+import { listenOn, readBody } from '../http-server.ts';
 import { RENEW_UNAUTHENTICATED } from './enrollment.ts';
 import type { CertsService, ServerIdentity } from './certs-service.ts';
 
@@ -28,23 +29,6 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new Error(`the request body must be at most ${MAX_BODY_BYTES} bytes`));
-        req.resume();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 export class EnrollServer {
   readonly #server: Server;
@@ -68,16 +52,9 @@ export class EnrollServer {
   }
 
   listen(address: string): Promise<string> {
-    const i = address.lastIndexOf(':');
-    const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(Number(address.slice(i + 1)), host, () => {
-        const a = this.#server.address() as AddressInfo;
-        resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
-      });
-    });
+    return listenOn(this.#server, address);
   }
+
 
   close(): Promise<void> {
     return new Promise((resolve) => {
@@ -93,7 +70,7 @@ export class EnrollServer {
     if (path === '/v1/renew') return this.#renew(req, res);
     let body: { csr?: unknown; token?: unknown };
     try {
-      body = JSON.parse(await readBody(req)) as typeof body;
+      body = JSON.parse(await readBody(req, MAX_BODY_BYTES)) as typeof body;
     } catch (err) {
       return send(res, 400, { code: BAD_REQUEST, errors: [(err as Error).message.startsWith('the request body') ? (err as Error).message : 'the request body must be JSON {"csr", "token"}'] });
     }
@@ -110,14 +87,14 @@ export class EnrollServer {
   async #renew(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const socket = req.socket as TLSSocket;
     const peer = socket.getPeerCertificate();
-    const uri = /URI:([^,\s]+)/.exec(peer.subjectaltname ?? '')?.[1];
+    const uri = uriSans(peer.subjectaltname)[0];
     if (!socket.authorized || uri === undefined) {
       const why = socket.authorizationError ? `: ${String(socket.authorizationError)}` : '';
       return send(res, 401, { code: RENEW_UNAUTHENTICATED, errors: [`renewal needs the current SVID as client certificate${why}`] });
     }
     let body: { csr?: unknown };
     try {
-      body = JSON.parse(await readBody(req)) as typeof body;
+      body = JSON.parse(await readBody(req, MAX_BODY_BYTES)) as typeof body;
     } catch {
       return send(res, 400, { code: BAD_REQUEST, errors: ['the request body must be JSON {"csr"}'] });
     }

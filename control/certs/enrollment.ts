@@ -16,7 +16,7 @@
  * identity with a fresh key; `cert.renewed` is audited with the previous serial.
  */
 import type { AuditSink } from '../../certs/audit.ts';
-import type { CertificateAuthority } from '../../certs/ca.ts';
+import type { CertificateAuthority, IssuedSvid } from '../../certs/ca.ts';
 import { requestedSpiffeId } from '../../certs/csr.ts';
 import { normalizeSerial, type IssuedCertStore } from '../../certs/issued-store.ts';
 import type { JoinTokenStore } from '../../certs/join-token.ts';
@@ -39,6 +39,19 @@ export type EnrollResult =
   | { readonly ok: false; readonly status: 400 | 401 | 403; readonly code: string; readonly errors: readonly string[] };
 
 export const CSR_REFUSED = 'PAL_ERR_CERTS_CSR_REFUSED';
+
+/** What goes back to the workload for an issued SVID. */
+function enrolledOf(svid: IssuedSvid, ca: CertificateAuthority): Enrolled {
+  return {
+    spiffeId: svid.spiffeId, chain: svid.chainPem, bundle: ca.trustBundle(), serial: svid.serialNumber,
+    notAfter: svid.notAfter.toISOString(), renewAt: svid.renewAt.toISOString(),
+  };
+}
+
+/** The audited name of an SVID's key algorithm, e.g. `ECDSA`. */
+function keyTypeOf(svid: IssuedSvid): string {
+  return (svid.cert.publicKey.algorithm as { name: string }).name;
+}
 /** A renewal without a valid current SVID of this trust domain as client certificate. */
 export const RENEW_UNAUTHENTICATED = 'PAL_ERR_CERTS_RENEW_UNAUTHENTICATED';
 
@@ -56,15 +69,9 @@ export async function enroll(ca: CertificateAuthority, tokens: JoinTokenStore, a
   await issued.record({ serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter });
   await audit.emit({
     type: 'cert.issued', time: new Date().toISOString(), actor: 'control-plane',
-    serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: (svid.cert.publicKey.algorithm as { name: string }).name,
+    serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: keyTypeOf(svid),
   });
-  return {
-    ok: true,
-    enrolled: {
-      spiffeId: svid.spiffeId, chain: svid.chainPem, bundle: ca.trustBundle(), serial: svid.serialNumber,
-      notAfter: svid.notAfter.toISOString(), renewAt: svid.renewAt.toISOString(),
-    },
-  };
+  return { ok: true, enrolled: enrolledOf(svid, ca) };
 }
 
 /** A workload's renewal: authenticated by its current SVID (`presentedId`), for the same identity. */
@@ -86,13 +93,7 @@ export async function renew(ca: CertificateAuthority, audit: AuditSink, issued: 
   await issued.record({ serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter, previousSerial });
   await audit.emit({
     type: 'cert.renewed', time: new Date().toISOString(), actor: presentedId,
-    serial: svid.serialNumber, previousSerial, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: (svid.cert.publicKey.algorithm as { name: string }).name,
+    serial: svid.serialNumber, previousSerial, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: keyTypeOf(svid),
   });
-  return {
-    ok: true,
-    enrolled: {
-      spiffeId: svid.spiffeId, chain: svid.chainPem, bundle: ca.trustBundle(), serial: svid.serialNumber,
-      notAfter: svid.notAfter.toISOString(), renewAt: svid.renewAt.toISOString(),
-    },
-  };
+  return { ok: true, enrolled: enrolledOf(svid, ca) };
 }

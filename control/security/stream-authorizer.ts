@@ -13,6 +13,8 @@
  * stream has no identity, so it is served nothing that belongs to one, e.g. SDS secrets).
  */
 import type { PeerCertificate } from 'node:tls';
+import { uriSans } from '../../certs/peer-identity.ts';
+import { parseWorkloadId } from '../../certs/spiffe.ts';
 import type { Node } from '../../xds/gen/envoy/config/core/v3/base_pb.js';
 import type { StreamAuthorizer } from '../../xds/server/callbacks.ts';
 import { ISTIO_NAMESPACE_KEY, NAMESPACE_KEY, SERVICE_ACCOUNT_KEY, SERVICE_KEY } from '../../xds/resources/node-metadata.ts';
@@ -31,11 +33,7 @@ export interface StreamAuthorizerOptions {
 
 /** The URI SANs of a peer certificate (Node's `subjectaltname`: `URI:…, DNS:…`). */
 export function peerUris(cert: PeerCertificate | null): string[] {
-  const san = cert?.subjectaltname;
-  if (san === undefined || san === '') return [];
-  const out: string[] = [];
-  for (const part of san.split(', ')) if (part.startsWith('URI:')) out.push(part.slice(4));
-  return out;
+  return uriSans(cert?.subjectaltname);
 }
 
 function metadataString(node: Node, ...keys: string[]): string | null {
@@ -57,22 +55,21 @@ export function statedIdentity(node: Node): { namespace: string | null; serviceA
 
 export function createStreamAuthorizer(options: StreamAuthorizerOptions): StreamAuthorizer {
   const domain = options.trustDomain.toLowerCase();
-  const prefix = `spiffe://${domain}/`;
   return (node, info) => {
-    const uris = peerUris(info.peerCertificate);
     if (info.peerCertificate === null) {
       const mode = typeof options.mode === 'function' ? options.mode() : options.mode;
       return mode === 'STRICT' ? 'a client certificate is required: the mesh mTLS mode is STRICT' : null;
     }
-    const spiffe = uris.filter((u) => u.startsWith('spiffe://'));
+    const spiffe = peerUris(info.peerCertificate).filter((u) => u.startsWith('spiffe://'));
     if (spiffe.length !== 1) return `the client certificate must carry exactly one spiffe:// URI SAN, got ${spiffe.length}`;
     const id = spiffe[0]!;
-    if (!id.toLowerCase().startsWith(prefix)) return `${id} is not in the trust domain ${domain}`;
-    const m = /^\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(id.slice(prefix.length - 1));
-    if (m === null) return `${id} is not a workload identity (spiffe://${domain}/ns/<namespace>/sa/<service account>)`;
+    const workload = parseWorkloadId(id);
+    if (workload.valid && workload.result.trustDomain !== domain) return `${id} is not in the trust domain ${domain}`;
+    if (!workload.valid) return `${id} is not a workload identity (spiffe://${domain}/ns/<namespace>/sa/<service account>)`;
+    const { namespace, serviceAccount } = workload.result;
     const stated = statedIdentity(node);
-    if (stated.namespace !== null && stated.namespace !== m[1]) return `${id} may not speak for node "${node.id}" of namespace "${stated.namespace}"`;
-    if (stated.serviceAccount !== null && stated.serviceAccount !== m[2]) return `${id} may not speak for node "${node.id}" of service account "${stated.serviceAccount}"`;
+    if (stated.namespace !== null && stated.namespace !== namespace) return `${id} may not speak for node "${node.id}" of namespace "${stated.namespace}"`;
+    if (stated.serviceAccount !== null && stated.serviceAccount !== serviceAccount) return `${id} may not speak for node "${node.id}" of service account "${stated.serviceAccount}"`;
     return null;
   };
 }

@@ -9,7 +9,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import type { PeerCertificate } from 'node:tls';
+import { expectServerId } from '../../certs/peer-identity.ts';
 import { createCsr } from '../../certs/csr.ts';
 import { exportPrivateKeyPem, generateKeyPair, type KeyPair } from '../../certs/keys.ts';
 import { PalisadeError } from '../../xds/errors.ts';
@@ -85,9 +85,7 @@ function postToCa(o: { caAddress: string; bundlePem: string; trustDomain: string
       host: o.caAddress.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(o.caAddress.slice(i + 1)), path, method: 'POST',
       ca: o.bundlePem, headers: { 'content-type': 'application/json' }, timeout: timeoutMs, agent: false,
       ...(clientCert === undefined ? {} : { key: clientCert.keyPem, cert: clientCert.chainPem }),
-      checkServerIdentity: (_host: string, cert: PeerCertificate) => (cert.subjectaltname === `URI:${serverId}`
-        ? undefined
-        : new Error(`the CA endpoint presented ${cert.subjectaltname || 'no SAN'}, expected URI:${serverId}`)),
+      checkServerIdentity: expectServerId(serverId, 'the CA endpoint'),
     }, (res) => {
       let text = '';
       res.setEncoding('utf8');

@@ -3,17 +3,14 @@
  * trust bundle and present its own SPIFFE ID (…/ns/palisade-system/sa/control-plane).
  */
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
-import type { PeerCertificate } from 'node:tls';
+import { expectServerId } from '../../certs/peer-identity.ts';
 import type { Logger } from 'pino';
 import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
 import { CONTROL_PLANE_PATH, enrollmentInputs, enrollWorkload, type WorkloadIdentity } from './enroll.ts';
 
 export function xdsChannelCredentials(identity: WorkloadIdentity, trustDomain: string): ChannelCredentials {
-  const expected = `URI:spiffe://${trustDomain}${CONTROL_PLANE_PATH}`;
   return credentials.createSsl(Buffer.from(identity.bundlePem), Buffer.from(identity.keyPem), Buffer.from(identity.chainPem), {
-    checkServerIdentity: (_host: string, cert: PeerCertificate) => (cert.subjectaltname === expected
-      ? undefined
-      : new Error(`the control plane presented ${cert.subjectaltname || 'no SAN'}, expected ${expected}`)),
+    checkServerIdentity: expectServerId(`spiffe://${trustDomain}${CONTROL_PLANE_PATH}`, 'the control plane'),
   });
 }
 

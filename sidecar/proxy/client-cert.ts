@@ -11,16 +11,12 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { uriSans } from '../../certs/peer-identity.ts';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
 
 const cache = new WeakMap<Socket, string | null>();
 
-function firstUri(subjectaltname: string | undefined): string | null {
-  if (subjectaltname === undefined) return null;
-  for (const part of subjectaltname.split(', ')) if (part.startsWith('URI:')) return part.slice(4);
-  return null;
-}
 
 /** Quotes a value as Envoy's XFCC does: in double quotes, with `"` and `\` escaped. */
 function quoted(value: string): string {
@@ -38,12 +34,12 @@ export function clientCertDetails(socket: Socket): string | null {
     if (peer !== null && peer.raw !== undefined) {
       const parts: string[] = [];
       const local = tls.getCertificate();
-      const by = local !== null && 'subjectaltname' in local ? firstUri(local.subjectaltname) : null;
+      const by = local !== null && 'subjectaltname' in local ? (uriSans(local.subjectaltname)[0] ?? null) : null;
       if (by !== null) parts.push(`By=${by}`);
       parts.push(`Hash=${createHash('sha256').update(peer.raw).digest('hex')}`);
       parts.push(`Subject=${quoted(new X509Certificate(peer.raw).subject.split('\n').join(','))}`);
-      const uri = firstUri(peer.subjectaltname);
-      if (uri !== null) parts.push(`URI=${uri}`);
+      const uri = uriSans(peer.subjectaltname)[0];
+      if (uri !== undefined) parts.push(`URI=${uri}`);
       value = parts.join(';');
     }
   }
