@@ -41,6 +41,8 @@ export interface ControlPlaneOptions {
   authorizeStream?: StreamAuthorizer;
   /** The mesh CA's roots, published to Envoy and sidecar groups as the SDS Secret ROOTCA. */
   trustBundle?: string;
+  /** PEM CRL of revoked workload certificates, published in ROOTCA with the roots. */
+  crl?: string | null;
 }
 
 export interface StateStatus {
@@ -64,7 +66,8 @@ export class ControlPlane {
   #base: DesiredState | undefined;
   /** What is being served: #base plus registered endpoints. */
   #state: DesiredState | undefined;
-  readonly #trustBundle: string | null;
+  #trustBundle: string | null;
+  #crl: string | null;
   #registryApply: NodeJS.Immediate | undefined;
   #xdsPort = 0;
   readonly status: StateStatus = { appliedAt: null, lastRejection: null, publishes: 0, rejections: 0 };
@@ -74,6 +77,7 @@ export class ControlPlane {
     this.#log = options.logger;
     this.#xdsAddress = options.xdsAddress;
     this.#trustBundle = options.trustBundle ?? null;
+    this.#crl = options.crl ?? null;
     const inventory = this.inventory;
     const log = this.#log;
     this.registry = new EndpointRegistry({
@@ -185,6 +189,22 @@ export class ControlPlane {
     return true;
   }
 
+  /**
+   * New trust material (a root rotation's bundle, a CRL after a revocation): every group's
+   * ROOTCA Secret is rebuilt and pushed. False when the control plane has no state yet or
+   * the rebuild was refused (the previous trust stays published).
+   */
+  setTrust(trust: { readonly bundle: string; readonly crl: string | null }): boolean {
+    const previous = { bundle: this.#trustBundle, crl: this.#crl };
+    this.#trustBundle = trust.bundle;
+    this.#crl = trust.crl;
+    if (!this.#base) return false;
+    if (this.apply(this.#base)) return true;
+    this.#trustBundle = previous.bundle;
+    this.#crl = previous.crl;
+    return false;
+  }
+
   /** Many sidecars (dis)connecting at once make one rebuild, not one each. */
   #scheduleRegistryApply(): void {
     if (this.#registryApply || !this.#base) return;
@@ -212,7 +232,7 @@ export class ControlPlane {
 
   /** A group's snapshot, or the list of problems that stop it. */
   #build(state: DesiredState, group: string): Snapshot | string[] {
-    const resources = translate(state, parseGroupKey(group), { trustBundle: this.#trustBundle });
+    const resources = translate(state, parseGroupKey(group), { trustBundle: this.#trustBundle, crl: this.#crl });
     const problems: string[] = [];
     for (const [typeUrl, list] of Object.entries(resources)) {
       const type = getResourceType(typeUrl);

@@ -26,6 +26,11 @@ export interface TranslateOptions {
    * `ROOTCA` (a validation_context with these roots); two roots during a root rotation.
    */
   readonly trustBundle?: string | null;
+  /**
+   * PEM CRL(s) of revoked workload certificates, sent in ROOTCA with
+   * `only_verify_leaf_cert_crl` (the intermediate is not covered by a CRL of the root).
+   */
+  readonly crl?: string | null;
 }
 
 export function translate(state: DesiredState, target: NodeTarget, options: TranslateOptions = {}): ResourcesByType {
@@ -52,10 +57,17 @@ export function translate(state: DesiredState, target: NodeTarget, options: Tran
     })];
   }
   const bundle = options.trustBundle ?? null;
+  const crl = options.crl ?? null;
   if (bundle !== null && target.kind !== 'grpc') {
     out[SECRET_TYPE_URL] = [create(SecretSchema, {
       name: ROOT_CA_SECRET,
-      type: { case: 'validationContext', value: { trustedCa: { specifier: { case: 'inlineString', value: bundle } } } },
+      type: {
+        case: 'validationContext',
+        value: {
+          trustedCa: { specifier: { case: 'inlineString', value: bundle } },
+          ...(crl !== null ? { crl: { specifier: { case: 'inlineString' as const, value: crl } }, onlyVerifyLeafCertCrl: true } : {}),
+        },
+      },
     })];
   }
   return out;
