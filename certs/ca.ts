@@ -18,7 +18,8 @@
  */
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { writeAtomic } from './atomic-file.ts';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { x509, webcrypto, OID_SAN, parseCertificates, pemOf } from './x509.ts';
@@ -51,6 +52,10 @@ export const CLOCK_SKEW_MS = MINUTE;
 /** Keyring names of the CA keys. */
 export const ROOT_KEY_NAME = 'root';
 export const INTERMEDIATE_KEY_NAME = 'intermediate';
+/** Keyring name of the previous intermediate's key during a root rotation (it still signs CRLs for its certificates). */
+export const PREVIOUS_INTERMEDIATE_KEY_NAME = 'previous-intermediate';
+/** File of the previous intermediate certificate during a root rotation. */
+export const PREVIOUS_INTERMEDIATE_FILE = 'previous-intermediate.pem';
 
 /** A CA certificate with its key pair, or `keys: null` when the key is offline. */
 export interface CaCertificate {
@@ -130,14 +135,20 @@ export class CertificateAuthority {
   readonly root: CaCertificate;
   readonly intermediate: CaCertificate;
   readonly svidTtlMs: number;
+  /**
+   * During a root rotation, the intermediate of the old root: it no longer issues, but its
+   * SVIDs are still live and it signs their CRL (`keys` null when its key is not in the keyring).
+   */
+  readonly previousIntermediate: CaCertificate | null;
   readonly #bundle: readonly x509.X509Certificate[];
 
-  private constructor(root: CaCertificate, intermediate: CaCertificate, bundle: readonly x509.X509Certificate[], svidTtlMs: number) {
+  private constructor(root: CaCertificate, intermediate: CaCertificate, bundle: readonly x509.X509Certificate[], svidTtlMs: number, previous: CaCertificate | null) {
     this.trustDomain = root.trustDomain;
     this.root = root;
     this.intermediate = intermediate;
     this.#bundle = bundle;
     this.svidTtlMs = svidTtlMs;
+    this.previousIntermediate = previous;
   }
 
   /** Creates a self-signed root: CA:true (critical), keyUsage keyCertSign+cRLSign (critical), SKI, URI SAN `spiffe://<td>`. */
@@ -202,7 +213,14 @@ export class CertificateAuthority {
   static async writeState(
     stateDir: string,
     kek: Kek,
-    material: { root: CaCertificate; intermediate: CaCertificate; bundle?: readonly CaCertificate[]; keepRootKey?: boolean },
+    material: {
+      root: CaCertificate;
+      intermediate: CaCertificate;
+      bundle?: readonly CaCertificate[];
+      keepRootKey?: boolean;
+      /** During a root rotation: the old root's intermediate (certificate, and key when present). */
+      previousIntermediate?: CaCertificate | null;
+    },
   ): Promise<void> {
     if (material.intermediate.keys === null) throw new CaStateError('the intermediate key is required to write CA state');
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
@@ -210,6 +228,11 @@ export class CertificateAuthority {
     await keyring.put(INTERMEDIATE_KEY_NAME, material.intermediate.keys.privateKey);
     if (material.keepRootKey === true && material.root.keys !== null) await keyring.put(ROOT_KEY_NAME, material.root.keys.privateKey);
     else await keyring.delete(ROOT_KEY_NAME);
+    const previous = material.previousIntermediate ?? null;
+    if (previous?.keys != null) await keyring.put(PREVIOUS_INTERMEDIATE_KEY_NAME, previous.keys.privateKey);
+    else await keyring.delete(PREVIOUS_INTERMEDIATE_KEY_NAME);
+    if (previous !== null) await writeAtomic(join(stateDir, PREVIOUS_INTERMEDIATE_FILE), previous.pem);
+    else await rm(join(stateDir, PREVIOUS_INTERMEDIATE_FILE), { force: true });
     const bundle = material.bundle ?? [material.root];
     await writeAtomic(join(stateDir, 'root.pem'), material.root.pem);
     await writeAtomic(join(stateDir, 'intermediate.pem'), material.intermediate.pem);
@@ -235,26 +258,41 @@ export class CertificateAuthority {
     const rootKeys = (await keyring.has(ROOT_KEY_NAME)) ? await keyring.get(ROOT_KEY_NAME) : null;
     const rootCert = parseOne(rootPem, 'root.pem');
     const trustDomain = trustDomainOf(rootCert, 'root.pem');
+    let previous: CaCertificate | null = null;
+    if (existsSync(join(stateDir, PREVIOUS_INTERMEDIATE_FILE))) {
+      const cert = parseOne(await read(PREVIOUS_INTERMEDIATE_FILE), PREVIOUS_INTERMEDIATE_FILE);
+      const keys = (await keyring.has(PREVIOUS_INTERMEDIATE_KEY_NAME)) ? await keyring.get(PREVIOUS_INTERMEDIATE_KEY_NAME) : null;
+      if (keys !== null && !(await samePublicKey(cert, keys))) throw new CaStateError(`the previous intermediate key in the keyring does not match ${PREVIOUS_INTERMEDIATE_FILE}`);
+      previous = Object.freeze({ trustDomain, cert, pem: pemOf(cert), keys });
+    }
     return CertificateAuthority.#assemble(
       { trustDomain, cert: rootCert, pem: pemOf(rootCert), keys: rootKeys },
       intermediatePem,
       intermediateKeys,
       bundlePem,
       options,
+      previous,
     );
   }
 
   /** Builds a CA in memory from a root (key optional) and an intermediate with its key. */
   static async fromMaterial(
-    material: { root: CaCertificate; intermediate: CaCertificate; bundle?: readonly CaCertificate[] },
+    material: { root: CaCertificate; intermediate: CaCertificate; bundle?: readonly CaCertificate[]; previousIntermediate?: CaCertificate | null },
     options: CaOptions = {},
   ): Promise<CertificateAuthority> {
     if (material.intermediate.keys === null) throw new CaStateError('the intermediate key is required to issue certificates');
     const bundlePem = (material.bundle ?? [material.root]).map((r) => r.pem).join('');
-    return CertificateAuthority.#assemble(material.root, material.intermediate.pem, material.intermediate.keys, bundlePem, options);
+    return CertificateAuthority.#assemble(material.root, material.intermediate.pem, material.intermediate.keys, bundlePem, options, material.previousIntermediate ?? null);
   }
 
-  static async #assemble(root: CaCertificate, intermediatePem: string, intermediateKeys: KeyPair, bundlePem: string, options: CaOptions): Promise<CertificateAuthority> {
+  static async #assemble(
+    root: CaCertificate,
+    intermediatePem: string,
+    intermediateKeys: KeyPair,
+    bundlePem: string,
+    options: CaOptions,
+    previous: CaCertificate | null,
+  ): Promise<CertificateAuthority> {
     const svidTtlMs = checkTtl('svidTtlMs', options.svidTtlMs ?? DEFAULT_SVID_TTL_MS, MINUTE, MAX_SVID_TTL_MS);
     const intermediate = parseOne(intermediatePem, 'intermediate.pem');
     const bundle = parseCertificates(bundlePem);
@@ -269,7 +307,20 @@ export class CertificateAuthority {
     if (!(await samePublicKey(intermediate, intermediateKeys))) throw new CaStateError('the intermediate key in the keyring does not match intermediate.pem');
     if (root.keys !== null && !(await samePublicKey(root.cert, root.keys))) throw new CaStateError('the root key in the keyring does not match root.pem');
     const inter: CaCertificate = Object.freeze({ trustDomain: root.trustDomain, cert: intermediate, pem: pemOf(intermediate), keys: intermediateKeys });
-    return new CertificateAuthority(root, inter, Object.freeze([...bundle]), svidTtlMs);
+    if (previous !== null && !bundle.some((c) => c.subject === previous.cert.issuer && !c.equal(root.cert))) {
+      throw new CaStateError(`${PREVIOUS_INTERMEDIATE_FILE} is not issued by a root of the trust bundle other than the current one`);
+    }
+    return new CertificateAuthority(root, inter, Object.freeze([...bundle]), svidTtlMs, previous);
+  }
+
+  /** Every root of the trust bundle, in bundle order (the old root first during a rotation). */
+  get bundleRoots(): readonly x509.X509Certificate[] {
+    return this.#bundle;
+  }
+
+  /** True during a root rotation: the bundle trusts more than the current root. */
+  get rotating(): boolean {
+    return this.#bundle.length > 1;
   }
 
   /** True when the root private key is loaded (not kept offline). */

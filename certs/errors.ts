@@ -82,3 +82,24 @@ export type Result<T> = { valid: true; result: T } | { valid: false; errors: str
 
 /** A refusal reported as a value that also carries its stable code (CSR refused, SVID invalid). */
 export type CodedResult<T> = { valid: true; result: T } | { valid: false; code: string; errors: string[] };
+
+/** `rotate-root start` while a root rotation is already under way (finish it first). */
+export class RotationInProgressError extends PalisadeError {
+  constructor(message: string) {
+    super('PAL_ERR_CERTS_ROTATION_IN_PROGRESS', message);
+  }
+}
+
+/** `rotate-root finish` when no root rotation was started. */
+export class RotationNotStartedError extends PalisadeError {
+  constructor(message: string) {
+    super('PAL_ERR_CERTS_ROTATION_NOT_STARTED', message);
+  }
+}
+
+/** `rotate-root finish` refused: live certificates still chain only to the old root (renew them, or force). */
+export class RotationOldCertsLiveError extends PalisadeError {
+  constructor(message: string) {
+    super('PAL_ERR_CERTS_ROTATION_OLD_CERTS_LIVE', message);
+  }
+}

@@ -3,9 +3,9 @@
  * what `palisade certs revoke` marks. A JSON state file the control plane owns (single writer,
  * atomic writes, mode 0600); serials are lowercase hex without colons or leading zeros.
  *
- * Revocation is enforced where the control plane decides: a revoked certificate cannot renew
- * (the CA endpoint refuses it). Pushing revoked serials to sidecars for their handshakes is
- * the next step of issue #5.
+ * Revocation is enforced where the control plane decides (a revoked certificate cannot renew)
+ * and in every handshake: the control plane signs the revoked, unexpired serials into a CRL
+ * (certs/crl.ts) and pushes it to Envoy and the sidecars with the trust bundle.
  */
 import { readFile } from 'node:fs/promises';
 import { writeAtomic } from './atomic-file.ts';
@@ -20,6 +20,12 @@ export interface IssuedCert {
   readonly previousSerial: string | null;
   readonly revokedAt: string | null;
   readonly revokeReason: string | null;
+  /**
+   * SHA-256 fingerprint (lowercase hex) of the intermediate that signed it: which root it
+   * chains to during a rotation, and which CRL lists it. Absent in records written before
+   * root rotation existed.
+   */
+  readonly issuer?: string;
 }
 
 export type IssuedState = 'valid' | 'expired' | 'revoked';
@@ -66,11 +72,12 @@ export class IssuedCertStore {
   }
 
   /** Records an issued (or renewed) certificate; persisted before it resolves. */
-  record(cert: { serial: string; spiffeId: string; notAfter: Date; previousSerial?: string | null; now?: Date }): Promise<IssuedCert> {
+  record(cert: { serial: string; spiffeId: string; notAfter: Date; previousSerial?: string | null; issuer?: string; now?: Date }): Promise<IssuedCert> {
     return this.#serialize(async () => {
       const rec: IssuedCert = {
         serial: normalizeSerial(cert.serial), spiffeId: cert.spiffeId, issuedAt: (cert.now ?? new Date()).toISOString(), notAfter: cert.notAfter.toISOString(),
         previousSerial: cert.previousSerial == null ? null : normalizeSerial(cert.previousSerial), revokedAt: null, revokeReason: null,
+        ...(cert.issuer === undefined ? {} : { issuer: cert.issuer }),
       };
       const next = new Map(this.#certs).set(rec.serial, rec);
       await this.#commit(next);
@@ -100,6 +107,21 @@ export class IssuedCertStore {
     return [...this.#certs.values()]
       .map((c) => ({ ...c, state: (c.revokedAt !== null ? 'revoked' : Date.parse(c.notAfter) <= now.getTime() ? 'expired' : 'valid') as IssuedState }))
       .sort((a, b) => b.issuedAt.localeCompare(a.issuedAt));
+  }
+
+  /**
+   * Certificates still in use at `now`: not expired, not revoked, and not superseded (no
+   * later record renewed them).
+   */
+  live(now = new Date()): IssuedCert[] {
+    const renewed = new Set<string>();
+    for (const c of this.#certs.values()) if (c.previousSerial !== null) renewed.add(c.previousSerial);
+    return [...this.#certs.values()].filter((c) => c.revokedAt === null && Date.parse(c.notAfter) > now.getTime() && !renewed.has(c.serial));
+  }
+
+  /** Revoked certificates that have not expired at `now` (what a CRL lists). */
+  revokedUnexpired(now = new Date()): IssuedCert[] {
+    return [...this.#certs.values()].filter((c) => c.revokedAt !== null && Date.parse(c.notAfter) > now.getTime());
   }
 
   async #commit(next: Map<string, IssuedCert>): Promise<void> {

@@ -6,6 +6,12 @@
  * A state is published only whole: every group is translated and validated first, and if
  * any resource fails Envoy's validation rules nothing changes (the last good snapshots
  * stay) and the failure is logged and shown on /api/v1/state.
+ *
+ * Envoys cannot enroll with a CSR. One that authenticates its stream with a client
+ * certificate (its bootstrap SVID) joins a group of its own identity
+ * (`envoy@td:ns:sa/<namespace>`, node-kind.ts); the control plane issues that identity a key
+ * and SVID (`issueCertificate`), serves them only in that group as the SDS Secret `default`,
+ * and re-issues at renewAt while a stream of the identity is open.
  */
 import type { ServerCredentials } from '@grpc/grpc-js';
 import type { StreamAuthorizer } from '../xds/server/callbacks.ts';
@@ -25,8 +31,12 @@ import { EndpointRegistry, parseRegistration } from './registry/endpoint-registr
 import { withRegisteredEndpoints } from './registry/merge.ts';
 import type { StreamInfo } from '../xds/server/callbacks.ts';
 import type { Logger } from './log.ts';
-import { clientKind, groupKey, nodeTarget, parseGroupKey } from './translate/node-kind.ts';
+import { clientKind, groupKey, nodeTarget, parseGroupKey, type NodeTarget } from './translate/node-kind.ts';
+import { DEFAULT_CERTIFICATE_SECRET, ROOT_CA_SECRET } from './translate/mtls.ts';
 import { translate } from './translate/translator.ts';
+import { peerSpiffeId } from './security/stream-authorizer.ts';
+import { parseWorkloadId } from '../certs/spiffe.ts';
+import { SECRET_TYPE_URL } from '../xds/resources/type-urls.ts';
 
 export interface ControlPlaneOptions {
   source: ResourceSource;
@@ -43,6 +53,43 @@ export interface ControlPlaneOptions {
   trustBundle?: string;
   /** PEM CRL of revoked workload certificates, published in ROOTCA with the roots. */
   crl?: string | null;
+  /**
+   * Issues a fresh key pair and SVID for `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>`.
+   * Set: an Envoy whose stream presents a client certificate gets its identity's certificate
+   * as the SDS Secret `default`, cached per identity and re-issued at renewAt. Unset: Envoys
+   * get no `default`.
+   */
+  issueCertificate?: IssueCertificate;
+}
+
+/** A key and certificate the CA issued to an identity the control plane holds for an Envoy. */
+export interface IssuedWorkloadCertificate {
+  /** PKCS#8 PEM private key. */
+  readonly keyPem: string;
+  /** PEM chain: the SVID, then its intermediates. */
+  readonly chainPem: string;
+  readonly renewAt: Date;
+  readonly notAfter: Date;
+  readonly serial: string;
+}
+
+export type IssueCertificate = (namespace: string, serviceAccount: string) => Promise<IssuedWorkloadCertificate>;
+
+/** A failed issue is retried after this long, ms. */
+const ISSUE_RETRY_MS = 30_000;
+/** Renewal never comes sooner than this after an issue, ms (a renewAt in the past must not spin). */
+const MIN_RENEW_DELAY_MS = 1_000;
+/** setTimeout's limit (~24.8 days); a later renewAt is reached in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface IdentityEntry {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  certificate: IssuedWorkloadCertificate | null;
+  /** Streams of this identity's groups now open. */
+  streams: number;
+  issuing: boolean;
+  timer: NodeJS.Timeout | null;
 }
 
 export interface StateStatus {
@@ -69,6 +116,10 @@ export class ControlPlane {
   #trustBundle: string | null;
   #crl: string | null;
   #registryApply: NodeJS.Immediate | undefined;
+  readonly #issue: IssueCertificate | null;
+  /** Envoy identities with open streams, by SPIFFE ID. */
+  readonly #identities = new Map<string, IdentityEntry>();
+  #closed = false;
   #xdsPort = 0;
   readonly status: StateStatus = { appliedAt: null, lastRejection: null, publishes: 0, rejections: 0 };
 
@@ -78,6 +129,7 @@ export class ControlPlane {
     this.#xdsAddress = options.xdsAddress;
     this.#trustBundle = options.trustBundle ?? null;
     this.#crl = options.crl ?? null;
+    this.#issue = options.issueCertificate ?? null;
     const inventory = this.inventory;
     const log = this.#log;
     this.registry = new EndpointRegistry({
@@ -86,7 +138,7 @@ export class ControlPlane {
     });
     const register = (info: StreamInfo) => {
       if (!info.node || clientKind(info.node) !== 'sidecar') return;
-      const r = parseRegistration(info.node);
+      const r = parseRegistration(info.node, peerSpiffeId(info.peerCertificate));
       if (!r.valid) {
         log.warn({ stream: info.id, node: info.node.id, errors: r.errors }, 'sidecar registration refused');
         return;
@@ -95,19 +147,21 @@ export class ControlPlane {
     };
     this.#ads = new AdsServer({
       cache: this.cache,
-      nodeGroup: (node: Node) => groupKey(nodeTarget(node)),
+      nodeGroup: (node: Node, info: StreamInfo) => groupKey(this.#targetOf(node, info)),
       ensureGroup: (group) => this.#ensureGroup(group),
       ...(options.xdsCredentials !== undefined ? { credentials: options.xdsCredentials } : {}),
       ...(options.authorizeStream !== undefined ? { authorize: options.authorizeStream } : {}),
       callbacks: {
         onStreamNode: (info) => {
           inventory.onStreamNode(info);
+          this.#identityStreamOpened(info);
           register(info);
           log.info({ stream: info.id, node: info.node?.id, group: info.group, protocol: info.protocol }, 'proxy connected');
         },
         onStreamNodeUpdate: (info) => register(info),
         onStreamClosed: (info, reason) => {
           inventory.onStreamClosed(info);
+          this.#identityStreamClosed(info);
           if (info.node) this.registry.remove(info.id, info.node.id);
           if (info.node) log.info({ stream: info.id, node: info.node.id, reason }, 'proxy disconnected');
         },
@@ -117,6 +171,7 @@ export class ControlPlane {
           inventory.onNack(info, typeUrl, version, nonce, error);
           log.warn({ stream: info.id, node: info.node?.id, type: typeUrl, version, error }, 'proxy NACKed a response');
         },
+        onResourceNames: (info, typeUrl, names) => this.#checkSecretNames(info, typeUrl, names),
         onIgnoredRequest: (info, typeUrl, reason) => log.debug({ stream: info.id, type: typeUrl, reason }, 'request ignored'),
       },
     });
@@ -230,9 +285,111 @@ export class ControlPlane {
     this.cache.setSnapshot(group, result);
   }
 
+  /**
+   * The node's target: an Envoy whose stream presents a client certificate (already checked
+   * by the authorizer and TLS) gets a group of its own identity when certificates are issued.
+   */
+  #targetOf(node: Node, info: StreamInfo): NodeTarget {
+    const target = nodeTarget(node);
+    if (this.#issue === null || target.kind !== 'envoy') return target;
+    const id = peerSpiffeId(info.peerCertificate);
+    if (id === null || !parseWorkloadId(id).valid) return target;
+    return { ...target, identity: id };
+  }
+
+  #identityStreamOpened(info: StreamInfo): void {
+    if (info.group === undefined) return;
+    const id = parseGroupKey(info.group).identity;
+    if (id === undefined) return;
+    let entry = this.#identities.get(id);
+    if (!entry) {
+      const w = parseWorkloadId(id);
+      if (!w.valid) return;
+      entry = { namespace: w.result.namespace, serviceAccount: w.result.serviceAccount, certificate: null, streams: 0, issuing: false, timer: null };
+      this.#identities.set(id, entry);
+    }
+    entry.streams++;
+    if (entry.certificate === null && !entry.issuing && entry.timer === null) void this.#issueFor(id, entry);
+  }
+
+  /** The last stream of an identity gone: its key is forgotten and its groups dropped. */
+  #identityStreamClosed(info: StreamInfo): void {
+    if (info.group === undefined) return;
+    const id = parseGroupKey(info.group).identity;
+    const entry = id === undefined ? undefined : this.#identities.get(id);
+    if (id === undefined || !entry) return;
+    entry.streams--;
+    if (entry.streams > 0) return;
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = null;
+    this.#identities.delete(id);
+    for (const group of this.#groupsOf(id)) if (this.cache.watcherCount(group) === 0) this.cache.clearSnapshot(group);
+  }
+
+  /** Issues (or renews) an identity's certificate, publishes it, and schedules the next. */
+  async #issueFor(id: string, entry: IdentityEntry): Promise<void> {
+    entry.issuing = true;
+    entry.timer = null;
+    let delay: number;
+    try {
+      const issued = await this.#issue!(entry.namespace, entry.serviceAccount);
+      if (this.#closed || this.#identities.get(id) !== entry) return;
+      const previous = entry.certificate;
+      entry.certificate = issued;
+      this.#log.info({ identity: id, serial: issued.serial, previousSerial: previous?.serial ?? null, renewAt: issued.renewAt.toISOString(), notAfter: issued.notAfter.toISOString() },
+        previous === null ? 'Envoy identity certificate issued' : 'Envoy identity certificate renewed');
+      this.#publishIdentity(id);
+      delay = Math.max(MIN_RENEW_DELAY_MS, issued.renewAt.getTime() - Date.now());
+    } catch (err) {
+      if (this.#closed || this.#identities.get(id) !== entry) return;
+      this.#log.error({ identity: id, err: (err as Error).message, retryInMs: ISSUE_RETRY_MS }, 'cannot issue the Envoy identity certificate');
+      delay = ISSUE_RETRY_MS;
+    } finally {
+      entry.issuing = false;
+    }
+    entry.timer = setTimeout(() => void this.#issueFor(id, entry), Math.min(delay, MAX_TIMER_MS));
+    entry.timer.unref();
+  }
+
+  /** Rebuilds the groups of one identity with its current certificate. */
+  #publishIdentity(id: string): void {
+    if (!this.#state) return;
+    for (const group of this.#groupsOf(id)) {
+      const result = this.#build(this.#state, group);
+      if (Array.isArray(result)) {
+        this.#log.error({ group, errors: result }, 'cannot build snapshot with the renewed identity certificate');
+        continue;
+      }
+      if (!this.cache.getSnapshot(group)?.sameContent(result)) this.cache.setSnapshot(group, result);
+    }
+  }
+
+  #groupsOf(id: string): string[] {
+    return this.cache.groups().filter((g) => g.includes('@') && parseGroupKey(g).identity === id);
+  }
+
+  /** A node gets only its own identity's secrets; asking for others is logged (and answered with nothing). */
+  #checkSecretNames(info: StreamInfo, typeUrl: string, names: readonly string[]): void {
+    if (typeUrl !== SECRET_TYPE_URL || info.group === undefined) return;
+    const target = parseGroupKey(info.group);
+    const allowed = target.identity !== undefined && target.kind === 'envoy' && this.#identities.has(target.identity)
+      ? [ROOT_CA_SECRET, DEFAULT_CERTIFICATE_SECRET]
+      : [ROOT_CA_SECRET];
+    const refused = names.filter((n) => !allowed.includes(n));
+    if (refused.length === 0) return;
+    this.#log.warn({ stream: info.id, node: info.node?.id, group: info.group, identity: target.identity ?? null, secrets: refused },
+      'SDS request for secrets this node may not have; they are not sent');
+  }
+
   /** A group's snapshot, or the list of problems that stop it. */
   #build(state: DesiredState, group: string): Snapshot | string[] {
-    const resources = translate(state, parseGroupKey(group), { trustBundle: this.#trustBundle, crl: this.#crl });
+    const target = parseGroupKey(group);
+    const own = target.identity === undefined ? null : (this.#identities.get(target.identity)?.certificate ?? null);
+    const resources = translate(state, target, {
+      trustBundle: this.#trustBundle,
+      crl: this.#crl,
+      workloadCertificate: own === null ? null : { chainPem: own.chainPem, keyPem: own.keyPem },
+    });
     const problems: string[] = [];
     for (const [typeUrl, list] of Object.entries(resources)) {
       const type = getResourceType(typeUrl);
@@ -257,7 +414,10 @@ export class ControlPlane {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     if (this.#registryApply) clearImmediate(this.#registryApply);
+    for (const entry of this.#identities.values()) if (entry.timer) clearTimeout(entry.timer);
+    this.#identities.clear();
     this.registry.close();
     await this.#ads.close();
     await this.#source.close();

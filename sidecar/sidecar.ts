@@ -30,6 +30,9 @@
  * everything at once and leaves no handle behind.
  */
 import type { WorkloadIdentity } from './identity/enroll.ts';
+import { enrollWorkloadTls } from './identity/xds-credentials.ts';
+import type { WorkloadTls } from './identity/workload-tls.ts';
+import { TlsSecrets } from './tls/secrets.ts';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { create } from '@bufbuild/protobuf';
@@ -87,16 +90,19 @@ type Phase = 'new' | 'starting' | 'running' | 'draining' | 'closed';
 
 export class Sidecar extends EventEmitter<SidecarEvents> {
   readonly store = new ConfigStore();
-  /** The workload's X.509-SVID once enrolled (bootstrap identity); null without one. */
-  identity: WorkloadIdentity | null = null;
-  readonly clusters = new ClusterManager();
+  /** TLS material by SDS name (`default`: this workload's SVID, `ROOTCA`: the mesh trust), read at each new handshake. */
+  readonly secrets = new TlsSecrets();
+  readonly clusters = new ClusterManager({ secrets: this.secrets });
+  /** The enrolled identity and its renewal (bootstrap identity section); null: a plaintext mesh. */
+  #tls: WorkloadTls | null = null;
   readonly #b: SidecarBootstrap;
   readonly #log: Logger;
   readonly #version: string;
   readonly #drainTimeoutMs: number;
   /** Worker mode (SidecarOptions.worker): null for a single-process sidecar. */
   readonly #worker: { readonly inboundPort: number; readonly outboundPort: number } | null;
-  readonly #inbound = new HttpListener('inbound');
+  /** Replaced in start() by a TLS listener when the sidecar enrolls. */
+  #inbound = new HttpListener('inbound');
   /** Replaced by a new, unbound one when LDS removes the outbound listener (the old one drains). */
   #outbound = new HttpListener('outbound');
   /** Outbound listeners draining after LDS removed them; closed at once by close(). */
@@ -110,6 +116,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   readonly #outboundForwarder: Forwarder;
   readonly #inboundForwarder: Forwarder;
   readonly #outboundUpgrade: UpgradeHandler;
+  readonly #inboundUpgrade: UpgradeHandler;
   #xds: SidecarXds | null = null;
   #phase: Phase = 'new';
   /** The outbound listener's route table in store.current, found once per swap, not per request. */
@@ -144,10 +151,10 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     const inboundName = cluster.name;
     const inboundCluster = this.#inboundCluster;
     this.#inboundForwarder = createForwarder({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
-    this.#inbound.setHandler((req, res) => this.#inboundForwarder.handle(req, res, this.#inboundTable));
     // Upgrades (WebSocket): inbound always lets them through to the workload; outbound as its HCM says.
     const inboundUpgrader = createUpgrader({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
-    this.#inbound.setUpgradeHandler((req, socket, head, respond) => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond));
+    this.#inboundUpgrade = (req, socket, head, respond) => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond);
+    this.#wireInbound(this.#inbound);
     const outboundUpgrader = createUpgrader({ getCluster: (name) => this.clusters.get(name) });
     this.#outboundUpgrade = (req, socket, head, respond) => {
       const table = this.#ready ? this.#outboundTable : undefined;
@@ -164,6 +171,44 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     }));
     // Registered here, not in start(): a worker may be configured before it binds.
     this.store.on('swap', (next) => this.#onSwap(next));
+  }
+
+  #wireInbound(l: HttpListener): void {
+    l.setHandler((req, res) => this.#inboundForwarder.handle(req, res, this.#inboundTable));
+    l.setUpgradeHandler(this.#inboundUpgrade);
+  }
+
+  /** The workload's X.509-SVID once enrolled (bootstrap identity); null without one. */
+  get identity(): WorkloadIdentity | null {
+    return this.#tls?.identity ?? null;
+  }
+
+  /** The mesh mTLS mode inbound enforces: STRICT (mTLS only) until a MeshConfig says PERMISSIVE; null for a plaintext sidecar. */
+  get meshMode(): 'STRICT' | 'PERMISSIVE' | null {
+    return this.#tls === null ? null : (this.#xds?.meshMode ?? 'STRICT');
+  }
+
+  /**
+   * Enrolls (bootstrap identity section) before anything binds, so the inbound listener
+   * terminates mTLS with the SVID from its first connection: STRICT refuses plaintext until a
+   * MeshConfig says PERMISSIVE. Renewals and trust pushes reach new handshakes.
+   */
+  async #enroll(): Promise<void> {
+    const tls = await enrollWorkloadTls(this.#b, this.#log, this.secrets);
+    if (tls === null) return;
+    this.#tls = tls;
+    this.#inbound = new HttpListener('inbound', null, { tls: tls.listenerTls(), plaintext: 'refuse' });
+    this.#wireInbound(this.#inbound);
+    const refresh = () => {
+      try {
+        this.#inbound.setTls(tls.listenerTls());
+      } catch (err) {
+        this.#log.error({ err }, 'the inbound listener kept its previous certificate');
+      }
+    };
+    tls.on('renewed', refresh);
+    tls.on('trust', refresh);
+    tls.start();
   }
 
   /** True once the first complete configuration is applied, until drain/close. */
@@ -190,6 +235,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#phase = 'starting';
     const b = this.#b;
     try {
+      if (this.#worker === null) await this.#enroll();
       // --- workers: a worker binds the primary's ports with SO_REUSEPORT and has no admin listener ---
       const w = this.#worker;
       const reuse = { reusePort: w !== null };
@@ -217,12 +263,15 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     // --- end workers ---
 
     try {
-      this.#xds = await SidecarXds.connect({ bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.store.applyFrom(client) });
+      this.#xds = new SidecarXds({
+        bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, tls: this.#tls,
+        apply: (client) => this.store.applyFrom(client),
+        onMeshMode: (mode) => this.#inbound.setPlaintext(mode === 'PERMISSIVE' ? 'accept' : 'refuse'),
+      });
     } catch (err) {
       await this.close();
       throw err;
     }
-    this.identity = this.#xds.identity;
     this.#phase = 'running';
     this.#log.info({ ...this.#addresses, node: b.node.id, service: `${b.node.namespace}/${b.node.service}` }, 'sidecar started');
     return this.#addresses!;
@@ -340,6 +389,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#phase = 'closed';
     this.#ready = false;
     this.#xds?.close();
+    this.#tls?.close();
     this.store.removeAllListeners('swap');
     await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close(), ...[...this.#retiring].map((l) => l.close())]);
     await Promise.all([this.clusters.close(), this.#inboundCluster.close()]);
@@ -360,6 +410,10 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     return {
       ready: this.ready,
       listeners: { inbound: this.#inbound.stats(), outbound: this.#outbound.stats() },
+      identity: this.#tls === null ? null : {
+        spiffeId: this.#tls.identity.spiffeId, notAfter: this.#tls.identity.notAfter.toISOString(), renewAt: this.#tls.identity.renewAt.toISOString(),
+        meshMode: this.meshMode, revokedSerials: this.secrets.validation()?.revokedSerials.size ?? 0,
+      },
       xds: this.#xds?.stats(this.store.current?.version ?? null) ?? null,
     };
   }

@@ -8,15 +8,18 @@
  *   palisade certs tokens                                                 list join tokens (no secrets)
  *   palisade certs revoke-token ID                                        revoke an unused token
  *   palisade certs list                                                   issued workload certificates
- *   palisade certs revoke SERIAL [--reason R]                             revoke one (it can no longer renew)
+ *   palisade certs revoke SERIAL [--reason R]                             revoke one (no renewal; listed in the CRL)
+ *   palisade certs rotate-root start|status|finish                        root rotation (certs-rotate.ts)
  */
 import type { IssuedCert } from '../../certs/issued-store.ts';
 import type { JoinTokenInfo } from '../../certs/join-token.ts';
 import { checkAddress, checkOutput, guard, parseFlags, UsageError } from '../args.ts';
 import { formatTable } from '../table.ts';
+import { call, refusal } from './certs-admin.ts';
 import { caFlagsHelp, caHelp, initRoot, inspectFile } from './certs-ca.ts';
+import { rotateRoot, rotateRootFlagsHelp, rotateRootHelp } from './certs-rotate.ts';
 
-const SUBCOMMANDS = 'init-root, inspect, token, tokens, revoke-token, list or revoke';
+const SUBCOMMANDS = 'init-root, inspect, token, tokens, revoke-token, list, revoke or rotate-root';
 
 export const help = `Usage: palisade certs <subcommand> [flags]
 
@@ -29,37 +32,18 @@ ${caHelp}  token --namespace NS --service-account SA [--ttl DURATION]
   revoke-token ID    revoke a token that has not been used
   list               issued workload certificates: serial, SPIFFE ID, expiry, state
   revoke SERIAL [--reason TEXT]
-                     revoke an issued certificate: it can no longer renew
-
+                     revoke an issued certificate: it can no longer renew, and the CRL
+                     pushed to every Envoy and sidecar lists it
+${rotateRootHelp}
 Flags:
   --namespace NS             the workload's namespace (token)
   --service-account SA       the workload's service account (token)
   --ttl DURATION             how long the token may be used, e.g. 30m, 24h; at most 7d (168h)  (default 1h)
   --reason TEXT              why a certificate is revoked (revoke)      (default unspecified)
-${caFlagsHelp}  --admin-address HOST:PORT  the control plane's admin address          (default 127.0.0.1:18001)
+${caFlagsHelp}${rotateRootFlagsHelp}  --admin-address HOST:PORT  the control plane's admin address          (default 127.0.0.1:18001)
   -o, --output table|json    output format                              (default table)
   -h, --help                 this help
 `;
-
-async function call(admin: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  let res: Response;
-  try {
-    res = await fetch(`http://${admin}${path}`, {
-      method,
-      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-      signal: AbortSignal.timeout(5000),
-    });
-  } catch (err) {
-    throw new Error(`cannot reach the control plane's admin endpoint at ${admin}: ${(err as Error).cause ?? (err as Error).message}`, { cause: err });
-  }
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-}
-
-/** The API's refusal as one message: its `errors`, `message` or `error`. */
-function refusal(status: number, json: Record<string, unknown>): Error {
-  const list = Array.isArray(json.errors) ? (json.errors as string[]) : [String(json.message ?? json.error ?? `status ${status}`)];
-  return new Error(list.join('\n'));
-}
 
 function table(tokens: readonly JoinTokenInfo[]): string {
   return formatTable([['ID', 'NAMESPACE', 'SERVICE ACCOUNT', 'EXPIRES', 'STATE'], ...tokens.map((t) => [t.id, t.namespace, t.serviceAccount, t.expiresAt, t.state])], '(no join tokens)');
@@ -75,6 +59,7 @@ export function run(argv: string[]): Promise<number> {
   return guard('certs', help, async () => {
     const [sub, ...rest] = argv;
     if (sub === 'init-root') return initRoot(rest);
+    if (sub === 'rotate-root') return rotateRoot(rest);
     if (sub === 'inspect') return inspectFile(rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift() : undefined, rest);
     // revoke-token takes the id as its one positional argument.
     const positional = (sub === 'revoke-token' || sub === 'revoke') && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift()! : undefined;

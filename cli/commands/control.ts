@@ -96,7 +96,10 @@ export function run(argv: string[]): Promise<number> {
       ...(identity === null ? {} : {
         xdsCredentials: provider!.serverCredentials(),
         authorizeStream: createStreamAuthorizer({ trustDomain: certs.ca!.trustDomain, mode: 'STRICT' }),
-        trustBundle: certs.ca!.trustBundle(),
+        trustBundle: certs.trust().bundle,
+        crl: certs.trust().crl,
+        // Envoys get their workload certificate as the SDS Secret `default` (they cannot send a CSR).
+        issueCertificate: (namespace: string, serviceAccount: string) => certs.issueForProxy(namespace, serviceAccount),
       }),
     });
     const admin = new AdminServer(cp, certs);
@@ -111,6 +114,13 @@ export function run(argv: string[]): Promise<number> {
       logger.info({ stateDir }, 'no CA in the state dir: enrollment is off (palisade certs init-root makes one)');
     }
     const fresh = provider === null ? null : keepIdentityFresh(certs, provider, logger, (next) => enrollServer?.setIdentity(next));
+    // A revocation or a root-rotation phase reaches every Envoy and sidecar in the next push (SDS ROOTCA).
+    certs.onTrustChange((trust, cause) => {
+      const pushed = cp.setTrust(trust);
+      logger.info({ cause, pushed, roots: (trust.bundle.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length, crl: trust.crl !== null }, 'trust bundle and CRL republished');
+      // After a rotation phase the control plane's own SVID comes from the new intermediate, with the new bundle.
+      if (cause === 'rotation-started' || cause === 'rotation-finished') void fresh?.renewNow();
+    });
     admin.markReady();
     logger.info({ xds: cp.xdsAddress, admin: adminBound, ca: caBound, config: resolve(flags.config), stateDir }, 'control plane ready');
     process.stdout.write(`palisade control: xDS on ${cp.xdsAddress}, admin on http://${adminBound}${caBound === null ? '' : `, CA on https://${caBound}`}, config ${resolve(flags.config)}\n`);

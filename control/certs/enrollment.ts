@@ -20,6 +20,7 @@ import type { CertificateAuthority, IssuedSvid } from '../../certs/ca.ts';
 import { requestedSpiffeId } from '../../certs/csr.ts';
 import { normalizeSerial, type IssuedCertStore } from '../../certs/issued-store.ts';
 import type { JoinTokenStore } from '../../certs/join-token.ts';
+import { certFingerprint } from '../../certs/root-rotation.ts';
 import { parseWorkloadId } from '../../certs/spiffe.ts';
 
 /** What a successful enrollment returns to the workload. */
@@ -66,7 +67,7 @@ export async function enroll(ca: CertificateAuthority, tokens: JoinTokenStore, a
   const redeemed = await tokens.redeem(token, { namespace, serviceAccount, actor: asked });
   if (!redeemed.ok) return { ok: false, status: redeemed.reason === 'scope-mismatch' ? 403 : 401, code: redeemed.code, errors: [redeemed.message] };
   const svid = signed.result;
-  await issued.record({ serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter });
+  await issued.record({ serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter, issuer: certFingerprint(ca.intermediate.cert) });
   await audit.emit({
     type: 'cert.issued', time: new Date().toISOString(), actor: 'control-plane',
     serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: keyTypeOf(svid),
@@ -90,7 +91,7 @@ export async function renew(ca: CertificateAuthority, audit: AuditSink, issued: 
   const signed = await ca.signCsr(csrPem, { namespace: id.result.namespace, serviceAccount: id.result.serviceAccount });
   if (!signed.valid) return { ok: false, status: 400, code: signed.code, errors: signed.errors };
   const svid = signed.result;
-  await issued.record({ serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter, previousSerial });
+  await issued.record({ serial: svid.serialNumber, spiffeId: svid.spiffeId, notAfter: svid.notAfter, previousSerial, issuer: certFingerprint(ca.intermediate.cert) });
   await audit.emit({
     type: 'cert.renewed', time: new Date().toISOString(), actor: presentedId,
     serial: svid.serialNumber, previousSerial, spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), keyType: keyTypeOf(svid),

@@ -72,9 +72,16 @@ export class IdentityProvider {
 
 /**
  * Renews the control plane's SVID at half-life, hands it to `provider` and to `onRenewed`,
- * retries on failure (every 30 s, sooner near expiry). stop() cancels.
+ * retries on failure (every 30 s, sooner near expiry). renewNow() renews at once (after a
+ * root-rotation phase: the SVID must come from the new intermediate and carry the new
+ * bundle) and resolves when done. stop() cancels.
  */
-export function keepIdentityFresh(certs: CertsService, provider: IdentityProvider, log: Logger, onRenewed: (identity: ServerIdentity) => void): { stop(): void } {
+export function keepIdentityFresh(
+  certs: CertsService,
+  provider: IdentityProvider,
+  log: Logger,
+  onRenewed: (identity: ServerIdentity) => void,
+): { stop(): void; renewNow(): Promise<void> } {
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
   const schedule = (delay: number) => {
@@ -100,6 +107,11 @@ export function keepIdentityFresh(certs: CertsService, provider: IdentityProvide
     stop: () => {
       stopped = true;
       if (timer !== null) clearTimeout(timer);
+    },
+    renewNow: () => {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      return renew();
     },
   };
 }

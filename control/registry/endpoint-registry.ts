@@ -14,7 +14,9 @@
  *   palisade.io/inbound-port     1..65535 (number or numeric string)
  *   palisade.io/labels           object of string labels (optional; for subsets)
  *   palisade.io/ready            true once its first config is applied (default false)
- * node.locality gives the endpoint's locality. A later request may carry the node again
+ * node.locality gives the endpoint's locality. A stream authenticated with a client certificate
+ * registers its endpoint with that certificate's SPIFFE ID (`identity`), so clients dial it
+ * over mTLS and check that ID. A later request may carry the node again
  * with new metadata (readiness changes): the registration follows it.
  */
 import { isIP } from 'node:net';
@@ -38,8 +40,12 @@ export interface Registration {
 
 export type RegistrationResult = { valid: true; result: Registration | null } | { valid: false; errors: string[] };
 
-/** Reads a sidecar's registration from its node; null when the node registers nothing. */
-export function parseRegistration(node: Node): RegistrationResult {
+/**
+ * Reads a sidecar's registration from its node; null when the node registers nothing.
+ * `identity` is the SPIFFE ID the node's stream authenticated with (its client certificate,
+ * checked by the stream authorizer): the endpoint then serves mTLS as that identity.
+ */
+export function parseRegistration(node: Node, identity?: string | null): RegistrationResult {
   const md = node.metadata ?? {};
   if (md[SERVICE_KEY] === undefined) return { valid: true, result: null };
   const errors: string[] = [];
@@ -72,6 +78,7 @@ export function parseRegistration(node: Node): RegistrationResult {
     port: port as number,
     weight: 1,
     ...(Object.keys(labels).length > 0 ? { labels } : {}),
+    ...(identity !== undefined && identity !== null ? { identity } : {}),
     ...(loc && (loc.region || loc.zone || loc.subZone)
       ? { locality: { ...(loc.region ? { region: loc.region } : {}), ...(loc.zone ? { zone: loc.zone } : {}), ...(loc.subZone ? { subZone: loc.subZone } : {}) } }
       : {}),

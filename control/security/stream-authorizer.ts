@@ -36,6 +36,15 @@ export function peerUris(cert: PeerCertificate | null): string[] {
   return uriSans(cert?.subjectaltname);
 }
 
+/**
+ * The SPIFFE ID of a peer certificate: its one spiffe:// URI SAN, or null when it has none,
+ * several, or no certificate was presented.
+ */
+export function peerSpiffeId(cert: PeerCertificate | null): string | null {
+  const spiffe = peerUris(cert).filter((u) => u.startsWith('spiffe://'));
+  return spiffe.length === 1 ? spiffe[0]! : null;
+}
+
 function metadataString(node: Node, ...keys: string[]): string | null {
   for (const key of keys) {
     const v = node.metadata?.[key];

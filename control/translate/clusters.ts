@@ -9,6 +9,9 @@
  * locality weights. So for gRPC clients, endpoints of one locality with different weights
  * are split into sub-localities of equal weight (sub_zone "<zone>/w<weight>"), each
  * weighted weight × count, which yields the same traffic split Envoy gives.
+ *
+ * Endpoints with a SPIFFE identity make the cluster auto-mTLS for Envoy and sidecar
+ * clients (mtls.ts); gRPC clients dial them as before.
  */
 import { isIP } from 'node:net';
 import { create } from '@bufbuild/protobuf';
@@ -22,15 +25,15 @@ import {
 import type { LocalityLbEndpoints } from '../../xds/gen/envoy/config/endpoint/v3/endpoint_components_pb.js';
 import { LocalityLbEndpointsSchema } from '../../xds/gen/envoy/config/endpoint/v3/endpoint_components_pb.js';
 import { HttpProtocolOptionsSchema } from '../../xds/gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js';
-import { ApiVersion, ConfigSourceSchema } from '../../xds/gen/envoy/config/core/v3/config_source_pb.js';
 import type { Endpoint, ServiceResource } from '../config/schema.ts';
 import type { ClientKind } from './node-kind.ts';
+import { ADS_SOURCE } from './ads-source.ts';
+import { mtlsEndpointMetadata, mtlsTransportSocketMatches } from './mtls.ts';
 import { clusterName } from './names.ts';
 
 const HTTP_PROTOCOL_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 const CONNECT_TIMEOUT = create(DurationSchema, { seconds: 5n });
-/** Resources named here come over the same ADS stream. */
-export const ADS_SOURCE = create(ConfigSourceSchema, { resourceApiVersion: ApiVersion.V3, configSourceSpecifier: { case: 'ads', value: {} } });
+export { ADS_SOURCE };
 
 export interface ClusterOutput {
   cluster: Cluster;
@@ -71,6 +74,11 @@ export function buildCluster(service: ServiceResource, subset: Readonly<Record<s
       upstreamProtocolOptions: { case: 'explicitHttpConfig', value: { protocolConfig: { case: 'http2ProtocolOptions', value: {} } } },
     }));
   }
+  // Proxyless gRPC stays plaintext: it has no SDS certificate to present.
+  const identities = kind === 'grpc' ? [] : endpoints.flatMap((e) => (e.identity === undefined ? [] : [e.identity]));
+  if (identities.length > 0) {
+    cluster.transportSocketMatches = mtlsTransportSocketMatches(identities, service.spec.protocol === 'grpc' ? 'h2' : 'http/1.1');
+  }
   return { cluster, loadAssignment: dns ? undefined : assignment };
 }
 
@@ -98,6 +106,7 @@ function localities(endpoints: readonly Endpoint[], kind: ClientKind): LocalityL
     loadBalancingWeight: g.endpoints.reduce((n, e) => n + e.weight, 0),
     lbEndpoints: g.endpoints.map((e) => ({
       loadBalancingWeight: e.weight,
+      ...(e.identity !== undefined && kind !== 'grpc' ? { metadata: mtlsEndpointMetadata() } : {}),
       hostIdentifier: {
         case: 'endpoint' as const,
         value: {

@@ -13,12 +13,18 @@ import type { DesiredState } from '../config/state.ts';
 import { buildCluster } from './clusters.ts';
 import { grpcListeners, outboundListener } from './listeners.ts';
 import type { NodeTarget } from './node-kind.ts';
+import { DEFAULT_CERTIFICATE_SECRET, ROOT_CA_SECRET } from './mtls.ts';
 import { buildRoutes } from './routes.ts';
 
 export type ResourcesByType = Record<string, Message[]>;
 
-/** The SDS secret holding the mesh's trust bundle (Istio's name for the same thing). */
-export const ROOT_CA_SECRET = 'ROOTCA';
+export { DEFAULT_CERTIFICATE_SECRET, ROOT_CA_SECRET };
+
+/** A workload's certificate chain and private key, PEM. */
+export interface WorkloadCertificate {
+  readonly chainPem: string;
+  readonly keyPem: string;
+}
 
 export interface TranslateOptions {
   /**
@@ -31,6 +37,12 @@ export interface TranslateOptions {
    * `only_verify_leaf_cert_crl` (the intermediate is not covered by a CRL of the root).
    */
   readonly crl?: string | null;
+  /**
+   * The certificate of the group's own identity (an Envoy group authenticated by its client
+   * certificate): sent to Envoy groups as the SDS Secret `default` (tls_certificate, inline).
+   * Only ever set for a group whose streams all hold that identity.
+   */
+  readonly workloadCertificate?: WorkloadCertificate | null;
 }
 
 export function translate(state: DesiredState, target: NodeTarget, options: TranslateOptions = {}): ResourcesByType {
@@ -58,8 +70,9 @@ export function translate(state: DesiredState, target: NodeTarget, options: Tran
   }
   const bundle = options.trustBundle ?? null;
   const crl = options.crl ?? null;
+  const secrets: Message[] = [];
   if (bundle !== null && target.kind !== 'grpc') {
-    out[SECRET_TYPE_URL] = [create(SecretSchema, {
+    secrets.push(create(SecretSchema, {
       name: ROOT_CA_SECRET,
       type: {
         case: 'validationContext',
@@ -68,8 +81,23 @@ export function translate(state: DesiredState, target: NodeTarget, options: Tran
           ...(crl !== null ? { crl: { specifier: { case: 'inlineString' as const, value: crl } }, onlyVerifyLeafCertCrl: true } : {}),
         },
       },
-    })];
+    }));
   }
+  const own = options.workloadCertificate ?? null;
+  if (own !== null && target.kind === 'envoy') {
+    // Sidecars enroll with a CSR and keep their key; only Envoys get theirs over xDS.
+    secrets.push(create(SecretSchema, {
+      name: DEFAULT_CERTIFICATE_SECRET,
+      type: {
+        case: 'tlsCertificate',
+        value: {
+          certificateChain: { specifier: { case: 'inlineString', value: own.chainPem } },
+          privateKey: { specifier: { case: 'inlineString', value: own.keyPem } },
+        },
+      },
+    }));
+  }
+  if (secrets.length > 0) out[SECRET_TYPE_URL] = secrets;
   return out;
 }
 

@@ -4,17 +4,20 @@
  * Shared by the single-process Sidecar and the primary of a `--workers N` sidecar; what an
  * update does to the configuration is the owner's `apply`.
  */
-import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { AdsClient } from '../../xds/client/ads-client.ts';
-import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, SECRET_TYPE_URL } from '../../xds/resources/type-urls.ts';
 import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
 import { sidecarNode } from '../bootstrap/node.ts';
 import { DependentSubscriptions } from './dependent-subscriptions.ts';
-import type { WorkloadIdentity } from '../identity/enroll.ts';
-import { renewWorkload } from '../identity/enroll.ts';
-import { renewalDelayMs, retryDelayMs } from '../../certs/renewal.ts';
-import { enrollForXds, xdsChannelCredentials } from '../identity/xds-credentials.ts';
+import { MeshConfig_MtlsMode, type MeshConfig } from '../../xds/gen/palisade/v1/mesh_pb.js';
+import type { Secret } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
+import type { WorkloadTls } from '../identity/workload-tls.ts';
+import { ROOT_CA_SECRET } from '../tls/secrets.ts';
+import { xdsChannelCredentials } from '../identity/xds-credentials.ts';
+
+/** What the mesh asks of inbound: mTLS only, or mTLS and plaintext. */
+export type MeshMtlsMode = 'STRICT' | 'PERMISSIVE';
 
 /** What an update led to: applied, or refused with reasons (the last good configuration stays). */
 export type ApplyOutcome = { readonly valid: true } | { readonly valid: false; readonly errors: readonly string[] };
@@ -25,60 +28,23 @@ export interface SidecarXdsOptions {
   readonly inboundPort: number;
   readonly version: string;
   readonly logger: Logger;
-  /** Channel credentials (mTLS with the sidecar's SVID); plaintext by default. */
-  readonly credentials?: ChannelCredentials;
+  /**
+   * The enrolled identity: the stream runs over mTLS with its SVID (credentials follow its
+   * renewals and trust changes), and subscribes the SDS Secret ROOTCA to keep its trust current.
+   * Null: plaintext xDS.
+   */
+  readonly tls?: WorkloadTls | null;
   /** Builds and applies a configuration from the client's state after every accepted update. */
   readonly apply: (client: AdsClient) => ApplyOutcome;
+  /** The mesh mTLS mode from the MeshConfig resource, at each change (STRICT until one arrives). */
+  readonly onMeshMode?: (mode: MeshMtlsMode) => void;
 }
 
 export class SidecarXds {
   readonly client: AdsClient;
-  /** The workload's SVID when the bootstrap enrolls (identity section); null otherwise. */
-  identity: WorkloadIdentity | null = null;
-
-  /**
-   * Enrolls first when the bootstrap has an identity section (the stream then runs over mTLS
-   * with the SVID), then connects. Throws PAL_ERR_SIDECAR_ENROLL.
-   */
-  static async connect(options: Omit<SidecarXdsOptions, 'credentials'>): Promise<SidecarXds> {
-    const enrolled = await enrollForXds(options.bootstrap, options.logger);
-    const xds = new SidecarXds({ ...options, ...(enrolled !== null ? { credentials: enrolled.credentials } : {}) });
-    if (enrolled !== null) {
-      xds.identity = enrolled.identity;
-      xds.#ca = { address: enrolled.caAddress, trustDomain: enrolled.trustDomain };
-      xds.#scheduleRenewal();
-    }
-    return xds;
-  }
-
-  #ca: { address: string; trustDomain: string } | null = null;
-  #renewTimer: NodeJS.Timeout | null = null;
-  #closed = false;
-
-  /** At half-life (renewAt), a fresh key and certificate for the same identity; the next xDS connection uses it. */
-  #scheduleRenewal(delayMs?: number): void {
-    const id = this.identity;
-    if (id === null || this.#closed) return;
-    this.#renewTimer = setTimeout(() => void this.#renew(), delayMs ?? renewalDelayMs(id.renewAt, Date.now()));
-    this.#renewTimer.unref();
-  }
-
-  async #renew(): Promise<void> {
-    const current = this.identity;
-    const ca = this.#ca;
-    if (current === null || ca === null || this.#closed) return;
-    try {
-      const next = await renewWorkload(current, { caAddress: ca.address, trustDomain: ca.trustDomain });
-      if (this.#closed) return;
-      this.identity = next;
-      this.client.setCredentials(xdsChannelCredentials(next, ca.trustDomain));
-      this.#o.logger.info({ spiffeId: next.spiffeId, notAfter: next.notAfter.toISOString(), renewAt: next.renewAt.toISOString() }, 'workload certificate renewed');
-      this.#scheduleRenewal();
-    } catch (err) {
-      this.#o.logger.error({ err, notAfter: current.notAfter.toISOString() }, 'renewing the workload certificate failed; retrying');
-      this.#scheduleRenewal(retryDelayMs(current.notAfter, Date.now()));
-    }
-  }
+  readonly #tls: WorkloadTls | null;
+  #meshMode: MeshMtlsMode = 'STRICT';
+  #rootCaVersion = '';
 
   readonly #o: SidecarXdsOptions;
   readonly #subscriptions = new DependentSubscriptions();
@@ -90,9 +56,11 @@ export class SidecarXds {
     const b = options.bootstrap;
     const log = options.logger;
     const c = this.#counts;
+    const tls = options.tls ?? null;
+    this.#tls = tls;
     const client = new AdsClient({
       address: b.controlPlane.address, protocol: 'sotw', node: sidecarNode(b, options.inboundPort, false, options.version),
-      ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
+      ...(tls !== null ? { credentials: this.#credentials(tls) } : {}),
     });
     this.client = client;
     client.on('update', (typeUrl) => this.#onUpdate(typeUrl));
@@ -110,7 +78,24 @@ export class SidecarXds {
     });
     client.subscribe(CLUSTER_TYPE_URL, '*');
     client.subscribe(LISTENER_TYPE_URL, '*');
+    client.subscribe(MESH_CONFIG_TYPE_URL, '*');
+    if (tls !== null) {
+      client.subscribe(SECRET_TYPE_URL, [ROOT_CA_SECRET]);
+      // New connections to the control plane present the renewed SVID and trust the current roots.
+      const refresh = () => client.setCredentials(this.#credentials(tls));
+      tls.on('renewed', refresh);
+      tls.on('trust', refresh);
+    }
     client.start();
+  }
+
+  /** The mesh mTLS mode last received (STRICT before any MeshConfig). */
+  get meshMode(): MeshMtlsMode {
+    return this.#meshMode;
+  }
+
+  #credentials(tls: WorkloadTls) {
+    return xdsChannelCredentials({ ...tls.identity, bundlePem: tls.bundlePem }, tls.trustDomain);
   }
 
   /** Tells the control plane whether this sidecar serves (it registers the workload as an endpoint only when ready). */
@@ -123,8 +108,6 @@ export class SidecarXds {
   }
 
   close(): void {
-    this.#closed = true;
-    if (this.#renewTimer !== null) clearTimeout(this.#renewTimer);
     this.client.close();
   }
 
@@ -145,6 +128,14 @@ export class SidecarXds {
   #onUpdate(typeUrl: string): void {
     const c = this.#counts;
     c.updates[typeUrl] = (c.updates[typeUrl] ?? 0) + 1;
+    if (typeUrl === MESH_CONFIG_TYPE_URL) {
+      this.#onMeshConfig();
+      return;
+    }
+    if (typeUrl === SECRET_TYPE_URL) {
+      this.#onSecret();
+      return;
+    }
     try {
       this.#subscriptions.sync(this.client);
       const r = this.#o.apply(this.client);
@@ -154,6 +145,29 @@ export class SidecarXds {
       }
     } catch (err) {
       this.#o.logger.error({ err }, 'applying an xDS update failed');
+    }
+  }
+
+  #onMeshConfig(): void {
+    const first = this.client.state(MESH_CONFIG_TYPE_URL).resources.values().next().value;
+    // No Mesh resource: the safe default, STRICT (Mesh spec.mtls.mode's default too).
+    const mode: MeshMtlsMode = first !== undefined && (first.message as MeshConfig).mtlsMode === MeshConfig_MtlsMode.PERMISSIVE ? 'PERMISSIVE' : 'STRICT';
+    if (mode === this.#meshMode) return;
+    this.#meshMode = mode;
+    this.#o.logger.info({ mode }, 'mesh mTLS mode');
+    this.#o.onMeshMode?.(mode);
+  }
+
+  #onSecret(): void {
+    const tls = this.#tls;
+    const r = this.client.state(SECRET_TYPE_URL).resources.get(ROOT_CA_SECRET);
+    if (tls === null || r === undefined || r.version === this.#rootCaVersion) return;
+    try {
+      tls.applyRootCa(r.message as Secret);
+      this.#rootCaVersion = r.version;
+    } catch (err) {
+      this.#counts.snapshotErrors++;
+      this.#o.logger.error({ err, version: r.version }, 'the SDS Secret ROOTCA cannot be applied; the previous trust stays');
     }
   }
 }

@@ -7,6 +7,8 @@ import { expectServerId } from '../../certs/peer-identity.ts';
 import type { Logger } from 'pino';
 import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
 import { CONTROL_PLANE_PATH, enrollmentInputs, enrollWorkload, type WorkloadIdentity } from './enroll.ts';
+import { WorkloadTls } from './workload-tls.ts';
+import type { TlsSecrets } from '../tls/secrets.ts';
 
 export function xdsChannelCredentials(identity: WorkloadIdentity, trustDomain: string): ChannelCredentials {
   return credentials.createSsl(Buffer.from(identity.bundlePem), Buffer.from(identity.keyPem), Buffer.from(identity.chainPem), {
@@ -15,10 +17,11 @@ export function xdsChannelCredentials(identity: WorkloadIdentity, trustDomain: s
 }
 
 /**
- * Enrolls when the bootstrap has an identity section and returns the xDS channel credentials
- * and the identity; null for a sidecar without one (plaintext xDS). Throws PAL_ERR_SIDECAR_ENROLL.
+ * Enrolls when the bootstrap has an identity section and returns the workload's TLS identity
+ * (not started: the caller arms renewal with start()); null for a sidecar without one
+ * (plaintext mesh). Throws PAL_ERR_SIDECAR_ENROLL.
  */
-export async function enrollForXds(b: SidecarBootstrap, log: Logger): Promise<{ identity: WorkloadIdentity; credentials: ChannelCredentials; caAddress: string; trustDomain: string } | null> {
+export async function enrollWorkloadTls(b: SidecarBootstrap, log: Logger, secrets?: TlsSecrets): Promise<WorkloadTls | null> {
   if (b.identity === null) return null;
   const inputs = await enrollmentInputs(b.identity);
   const identity = await enrollWorkload({
@@ -26,5 +29,5 @@ export async function enrollForXds(b: SidecarBootstrap, log: Logger): Promise<{ 
     namespace: b.node.namespace, serviceAccount: b.node.serviceAccount, token: inputs.token,
   });
   log.info({ spiffeId: identity.spiffeId, notAfter: identity.notAfter.toISOString(), renewAt: identity.renewAt.toISOString() }, 'enrolled: workload certificate issued');
-  return { identity, credentials: xdsChannelCredentials(identity, inputs.trustDomain), caAddress: b.identity.caAddress, trustDomain: inputs.trustDomain };
+  return new WorkloadTls({ identity, caAddress: b.identity.caAddress, trustDomain: inputs.trustDomain, logger: log, ...(secrets !== undefined ? { secrets } : {}) });
 }

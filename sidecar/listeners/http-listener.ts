@@ -8,6 +8,16 @@
  *           │                                      └─ anything else (at the first byte that differs) → node:http server
  *           └─ TLS: ALPN "h2" → node:http2 server; "http/1.1" or no ALPN → node:https
  *
+ * With `tls`, the first byte of each raw connection is read first (bounded by the headers
+ * timeout), as Envoy's `tls_inspector` does for a listener in PERMISSIVE mode:
+ *
+ *   accept ─┬─ 0x16 (TLS handshake record) → unshift → node:tls connection listener → the TLS path above
+ *           └─ anything else ─┬─ plaintext 'refuse' (STRICT, the default) → closed at once, `plaintextRefused` counted
+ *                             └─ plaintext 'accept' (PERMISSIVE) → the plaintext path above (a node:http
+ *                                server that never listens serves HTTP/1), `plaintext` counted
+ *
+ * `connectionSecurity(req)` tells a handler whether the request came over mutual TLS.
+ *
  * The node:http (or, with `tls`, node:https) server is the one that listens: its own
  * connection listener is taken off and called by the sniffer for HTTP/1 sockets (after the
  * sniffed bytes are unshifted), so Node's HTTP/1 machinery (timeouts, closeIdleConnections)
@@ -48,6 +58,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { sniffFirstByte, TLS_HANDSHAKE_RECORD } from './first-byte-sniffer.ts';
 import { sniffPreface } from './preface-sniffer.ts';
 import { MAX_HEADERS_COUNT, refusalBody, refusalStatus, rejectReply, rejectStatus } from './refusals.ts';
 
@@ -93,6 +104,29 @@ export interface HttpListenerOptions {
   readonly http2?: boolean;
   /** Terminate TLS with this key and certificate; ALPN offers `h2` (when http2) and `http/1.1`. Default: plaintext. */
   readonly tls?: HttpListenerTlsOptions;
+  /**
+   * Only with `tls`: what becomes of a connection that does not start with a TLS handshake.
+   * `refuse` (default; the mesh's STRICT mTLS) closes it at once; `accept` (PERMISSIVE) serves
+   * it as plaintext HTTP/1.1 or h2c. Changeable at run time with setPlaintext.
+   */
+  readonly plaintext?: PlaintextPolicy;
+}
+
+/** What a TLS listener does with a plaintext connection: see HttpListenerOptions.plaintext. */
+export type PlaintextPolicy = 'refuse' | 'accept';
+
+/** How a request reached the listener: mutual TLS (client certificate verified), server-only TLS, or cleartext. */
+export type ConnectionSecurity = 'mtls' | 'tls' | 'plaintext';
+
+/**
+ * Whether `req` came over mutual TLS (a client certificate verified against the listener's
+ * `ca`), TLS without a client certificate, or plaintext (including PERMISSIVE plaintext on a
+ * TLS listener). HTTP/1 and HTTP/2 requests alike.
+ */
+export function connectionSecurity(req: DownstreamRequest): ConnectionSecurity {
+  const socket = req.socket as TLSSocket | null;
+  if (socket === null || socket.encrypted !== true) return 'plaintext';
+  return socket.authorized === true ? 'mtls' : 'tls';
 }
 
 /** What the listener knows of one connection, for rejecting malformed bytes at the right point. */
@@ -136,8 +170,13 @@ export interface ListenerStats {
   inFlight: number;
   /** Malformed requests and timeouts refused by the listener itself (400 / 408 / 426 / 431 / 501); not in `requests`. */
   rejected: number;
-  /** TLS listeners: handshakes completed, of them resumed sessions, and connections refused (failed handshake or verifyPeer). */
-  tls: { handshakes: number; resumed: number; refused: number } | null;
+  /**
+   * TLS listeners: handshakes completed, of them resumed sessions, connections refused (failed
+   * handshake or verifyPeer), plaintext connections served (`plaintext: 'accept'`) and
+   * plaintext connections closed (`plaintext: 'refuse'`, or a client that sent nothing before
+   * the headers timeout).
+   */
+  tls: { handshakes: number; resumed: number; refused: number; plaintext: number; plaintextRefused: number } | null;
 }
 
 /** A request as either server hands it over. */
@@ -179,6 +218,12 @@ function settle(conn: Conn | undefined, res: ServerResponse): void {
 export class HttpListener {
   readonly name: string;
   readonly #server: Server;
+  /** With `tls`: the node:http server (never listening) that serves plaintext HTTP/1 connections; else null. */
+  readonly #plain: Server | null;
+  /** HTTP/1 connection listeners of #server (after TLS) and of #plain, called once a connection is known to be HTTP/1. */
+  readonly #h1: Array<(socket: Socket) => void>;
+  readonly #plainH1: Array<(socket: Socket) => void>;
+  #plaintext: PlaintextPolicy;
   readonly #h2: Http2Server | null;
   readonly #stats: ListenerStats = { requests: 0, responses: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0, reset: 0 }, inFlight: 0, rejected: 0, tls: null };
   readonly #conns = new WeakMap<Socket, Conn>();
@@ -223,7 +268,11 @@ export class HttpListener {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res);
     const tls = options.tls;
     this.#tls = tls ?? null;
-    if (tls !== undefined) this.#stats.tls = { handshakes: 0, resumed: 0, refused: 0 };
+    if (tls !== undefined) this.#stats.tls = { handshakes: 0, resumed: 0, refused: 0, plaintext: 0, plaintextRefused: 0 };
+    const plaintext = options.plaintext ?? 'refuse';
+    if (plaintext !== 'refuse' && plaintext !== 'accept') throw new Error(`plaintext must be 'refuse' or 'accept', got ${JSON.stringify(plaintext)}`);
+    if (tls === undefined && options.plaintext !== undefined) throw new Error(`listener ${name}: plaintext applies only with tls`);
+    this.#plaintext = plaintext;
     this.#server = tls === undefined
       ? createServer(common, onRequest)
       : createHttpsServer({
@@ -232,16 +281,35 @@ export class HttpListener {
         ALPNProtocols: http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
         // Session resumption: Node's default session tickets, valid 5 minutes (Envoy's default too).
         sessionTimeout: 300,
+        // A client that starts a handshake and stalls is held no longer than one that sends nothing.
+        handshakeTimeout: headersTimeout > 0 ? Math.min(headersTimeout, 120_000) : 120_000,
       }, onRequest);
     // One more than the limit is kept, so that "too many" is seen (Node drops the rest silently).
     this.#server.maxHeadersCount = MAX_HEADERS_COUNT + 1;
     // Node's HTTP/1 connection listener runs only once the connection is known to be HTTP/1.
     const event = tls === undefined ? 'connection' : 'secureConnection';
-    const h1 = this.#server.listeners(event) as Array<(socket: Socket) => void>;
+    this.#h1 = this.#server.listeners(event) as Array<(socket: Socket) => void>;
     this.#server.removeAllListeners(event);
-    this.#server.on(event, (socket: Socket) => this.#onConnection(socket, h1));
-    this.#server.on('clientError', (err: Error, socket: Socket) => this.#onClientError(err, socket));
-    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
+    this.#server.on(event, (socket: Socket) => this.#onConnection(socket));
+    this.#wireH1(this.#server);
+    if (tls === undefined) {
+      this.#plain = null;
+      this.#plainH1 = this.#h1;
+    } else {
+      // Plaintext (PERMISSIVE) HTTP/1 is served by a node:http server that never listens; its
+      // connection tracking (headers / request timeouts) starts with the listening one's.
+      const plain = createServer(common, onRequest);
+      plain.maxHeadersCount = MAX_HEADERS_COUNT + 1;
+      this.#plainH1 = plain.listeners('connection') as Array<(socket: Socket) => void>;
+      plain.removeAllListeners('connection');
+      this.#wireH1(plain);
+      this.#server.once('listening', () => plain.emit('listening'));
+      this.#plain = plain;
+      // node:tls's own connection listener (which wraps the socket) runs after the first-byte sniff.
+      const tlsListeners = this.#server.listeners('connection') as Array<(socket: Socket) => void>;
+      this.#server.removeAllListeners('connection');
+      this.#server.on('connection', (socket: Socket) => this.#sniffTls(socket, tlsListeners));
+    }
     if (tls !== undefined) {
       this.#server.on('tlsClientError', (_err: Error, socket: TLSSocket) => {
         this.#stats.tls!.refused++;
@@ -260,6 +328,21 @@ export class HttpListener {
     if ((this.#tls.ca === undefined) !== (tls.ca === undefined)) throw new Error(`listener ${this.name}: setTls cannot turn mutual TLS on or off`);
     (this.#server as HttpsServer).setSecureContext(secureContextOptions(tls));
     this.#tls = tls;
+  }
+
+  /**
+   * Switches the plaintext policy of a TLS listener (STRICT ⇄ PERMISSIVE) for new connections;
+   * plaintext connections already served are left alone.
+   */
+  setPlaintext(mode: PlaintextPolicy): void {
+    if (this.#tls === null) throw new Error(`listener ${this.name} was not created with tls`);
+    if (mode !== 'refuse' && mode !== 'accept') throw new Error(`plaintext must be 'refuse' or 'accept', got ${JSON.stringify(mode)}`);
+    this.#plaintext = mode;
+  }
+
+  /** The plaintext policy now in force; null for a listener without tls. */
+  get plaintext(): PlaintextPolicy | null {
+    return this.#tls === null ? null : this.#plaintext;
   }
 
   setHandler(handler: RequestHandler): void {
@@ -321,6 +404,7 @@ export class HttpListener {
         : Promise.resolve();
     }
     this.#server.closeIdleConnections();
+    this.#plain?.closeIdleConnections();
     for (const s of this.#sniffing) s.destroy();
     for (const session of this.#sessions) session.close();
     let timer: NodeJS.Timeout | undefined;
@@ -332,6 +416,11 @@ export class HttpListener {
     ]);
     clearTimeout(timer);
     this.#server.closeAllConnections();
+    if (this.#plain !== null) {
+      this.#plain.closeAllConnections();
+      // Never listening: close() only stops its connection-checking timer (and says ERR_SERVER_NOT_RUNNING).
+      this.#plain.close(() => {});
+    }
     for (const session of this.#sessions) session.destroy();
     // Their 'close' (which settles the stats) may come after the server's.
     const upgraded = [...this.#upgraded].map((s) => new Promise<void>((resolve) => {
@@ -362,17 +451,61 @@ export class HttpListener {
     return h2;
   }
 
+  /** Parser errors and upgrades of an HTTP/1 server (the listening one, or the plaintext one next to TLS). */
+  #wireH1(server: Server): void {
+    server.on('clientError', (err: Error, socket: Socket) => this.#onClientError(err, socket));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
+  }
+
+  /**
+   * A raw connection to a TLS listener: a TLS handshake record goes to node:tls (the byte read
+   * is unshifted first, and node:tls feeds what the socket buffered to the handshake);
+   * anything else is plaintext, served or closed by the plaintext policy.
+   */
+  #sniffTls(socket: Socket, tlsListeners: Array<(socket: Socket) => void>): void {
+    if (this.#draining) {
+      socket.destroy();
+      return;
+    }
+    this.#sniffing.add(socket);
+    sniffFirstByte(socket, this.#headersTimeoutMs, (first) => {
+      this.#sniffing.delete(socket);
+      const st = this.#stats.tls!;
+      if (first === null) {
+        st.plaintextRefused++;
+        return;
+      }
+      if (first === TLS_HANDSHAKE_RECORD) {
+        for (const f of tlsListeners) f.call(this.#server, socket);
+        return;
+      }
+      if (this.#plaintext === 'refuse') {
+        st.plaintextRefused++;
+        socket.destroy();
+        return;
+      }
+      st.plaintext++;
+      if (this.#h2 === null) {
+        this.#toH1(socket, this.#plainH1, this.#plain!);
+        socket.resume();
+      } else {
+        this.#sniff(socket, this.#plainH1, this.#plain!);
+        socket.resume();
+      }
+    });
+  }
+
   /** A new connection (after the TLS handshake with `tls`): to the HTTP/2 or the HTTP/1 server. */
-  #onConnection(socket: Socket, h1: Array<(socket: Socket) => void>): void {
+  #onConnection(socket: Socket): void {
     if ((socket as TLSSocket).encrypted === true) {
       if (!this.#acceptTls(socket as TLSSocket)) return;
       // TLS: ALPN decides; a client that offers no ALPN speaks HTTP/1.1.
       if (this.#h2 !== null && (socket as TLSSocket).alpnProtocol === 'h2') this.#toH2(socket);
-      else this.#toH1(socket, h1);
+      else this.#toH1(socket, this.#h1, this.#server);
       return;
     }
-    if (this.#h2 === null) this.#toH1(socket, h1);
-    else this.#sniff(socket, h1);
+    if (this.#h2 === null) this.#toH1(socket, this.#h1, this.#server);
+    else this.#sniff(socket, this.#h1, this.#server);
   }
 
   /** Counts the handshake and applies verifyPeer; false when the peer is refused (socket destroyed). */
@@ -389,16 +522,16 @@ export class HttpListener {
     return false;
   }
 
-  #toH1(socket: Socket, h1: Array<(socket: Socket) => void>): void {
+  #toH1(socket: Socket, h1: Array<(socket: Socket) => void>, server: Server): void {
     this.#conns.set(socket, { pending: new Set(), lastReq: null, lastRes: null, onSettled: null });
-    for (const f of h1) f.call(this.#server, socket);
+    for (const f of h1) f.call(server, socket);
   }
 
   #toH2(socket: Socket): void {
     this.#h2!.emit('connection', socket);
   }
 
-  #sniff(socket: Socket, h1: Array<(socket: Socket) => void>): void {
+  #sniff(socket: Socket, h1: Array<(socket: Socket) => void>, server: Server): void {
     this.#sniffing.add(socket);
     sniffPreface(socket, this.#headersTimeoutMs, (h2) => {
       this.#sniffing.delete(socket);
@@ -406,7 +539,7 @@ export class HttpListener {
       if (h2) {
         this.#toH2(socket);
       } else {
-        this.#toH1(socket, h1);
+        this.#toH1(socket, h1, server);
         socket.resume();
       }
     });

@@ -7,40 +7,15 @@
  * and `decide(null)` is called.
  */
 import type { Socket } from 'node:net';
+import { sniff } from './sniff.ts';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 export function sniffPreface(socket: Socket, timeoutMs: number, decide: (h2: boolean | null) => void): void {
-  let buffered: Buffer | null = null;
-  const timer = timeoutMs > 0 ? setTimeout(() => onGone(), timeoutMs) : null;
-  timer?.unref();
-  const stop = () => {
-    if (timer !== null) clearTimeout(timer);
-    socket.off('data', onData);
-    socket.off('error', onGone);
-    socket.off('end', onGone);
-    socket.off('close', onGone);
-  };
-  function onGone(): void {
-    stop();
-    socket.destroy();
-    decide(null);
-  }
-  const onData = (chunk: Buffer) => {
-    const buf = buffered === null ? chunk : Buffer.concat([buffered, chunk]);
+  sniff(socket, timeoutMs, (buf) => {
     const n = Math.min(buf.length, H2_PREFACE.length);
     const h2 = buf.compare(H2_PREFACE, 0, n, 0, n) === 0;
-    if (h2 && n < H2_PREFACE.length) {
-      buffered = buf;
-      return;
-    }
-    stop();
-    socket.pause();
-    socket.unshift(buf);
-    decide(h2);
-  };
-  socket.on('data', onData);
-  socket.on('error', onGone);
-  socket.on('end', onGone);
-  socket.on('close', onGone);
+    // A prefix of the preface so far: wait for the rest.
+    return h2 && n < H2_PREFACE.length ? undefined : h2;
+  }, decide);
 }

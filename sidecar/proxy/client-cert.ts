@@ -37,7 +37,8 @@ export function clientCertDetails(socket: Socket): string | null {
       const by = local !== null && 'subjectaltname' in local ? (uriSans(local.subjectaltname)[0] ?? null) : null;
       if (by !== null) parts.push(`By=${by}`);
       parts.push(`Hash=${createHash('sha256').update(peer.raw).digest('hex')}`);
-      parts.push(`Subject=${quoted(new X509Certificate(peer.raw).subject.split('\n').join(','))}`);
+      // An X.509-SVID may have an empty subject (node:crypto then says undefined): Subject="".
+      parts.push(`Subject=${quoted((new X509Certificate(peer.raw).subject ?? '').split('\n').join(','))}`);
       const uri = uriSans(peer.subjectaltname)[0];
       if (uri !== undefined) parts.push(`URI=${uri}`);
       value = parts.join(';');

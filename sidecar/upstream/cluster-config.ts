@@ -5,6 +5,8 @@
  * applied, durations in milliseconds, enums as string literals. Instances are deep-frozen.
  */
 
+import type { CompiledStringMatcher } from '../routing/string-matcher.ts';
+
 export type DiscoveryType = 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'EDS';
 export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM';
 /** `http1`: HTTP/1.1. `http2`: HTTP/2 over cleartext with prior knowledge (h2c). */
@@ -24,6 +26,58 @@ export interface EndpointConfig {
   readonly health: EndpointHealth;
   /** `Endpoint.hostname` ('' when unset): informational, shown in stats. */
   readonly hostname: string;
+  /**
+   * Upstream TLS for this endpoint: the cluster's `transport_socket_matches` entry its
+   * `envoy.transport_socket_match` metadata selects, else the cluster's `transport_socket`.
+   * Absent (not undefined-valued: the property is left out) for plaintext (raw_buffer).
+   */
+  readonly tls?: UpstreamTlsConfig;
+}
+
+/** A SAN check of `match_typed_subject_alt_names` (or `ANY` for legacy `match_subject_alt_names`). */
+export interface SanMatcherConfig {
+  readonly sanType: 'URI' | 'DNS' | 'EMAIL' | 'IP_ADDRESS' | 'ANY';
+  readonly matcher: CompiledStringMatcher;
+}
+
+/** node:tls protocol version names. */
+export type TlsVersion = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+
+/** Where the client certificate comes from: a TlsSecrets name (SDS) or inline PEM. */
+export type UpstreamCertificateSource =
+  | { readonly kind: 'sds'; readonly name: string }
+  | { readonly kind: 'inline'; readonly keyPem: string; readonly chainPem: string };
+
+/** How the server certificate is verified. */
+export interface UpstreamValidationConfig {
+  /** TlsSecrets validation name (trust bundle + revoked serials), or null. Wins over `trustedCaPem`. */
+  readonly sdsName: string | null;
+  /** Inline `validation_context.trusted_ca`, or null. */
+  readonly trustedCaPem: string | null;
+  /** Empty: any certificate chaining to the roots. Else at least one SAN must match at least one matcher. */
+  readonly sanMatchers: readonly SanMatcherConfig[];
+}
+
+/** An `UpstreamTlsContext`, validated (compile-transport-socket.ts). */
+export interface UpstreamTlsConfig {
+  /** The `transport_socket_matches` entry's name, or `transport_socket` for the cluster default. */
+  readonly name: string;
+  /** SNI to send; '' sends none. */
+  readonly sni: string;
+  /** ALPN offered; empty offers none. */
+  readonly alpn: readonly string[];
+  /** Null: no client certificate. */
+  readonly certificate: UpstreamCertificateSource | null;
+  /** Null: the server certificate is not verified (Envoy's behaviour without a validation context). */
+  readonly validation: UpstreamValidationConfig | null;
+  /** Default TLSv1.2 (Envoy's client default). */
+  readonly minVersion: TlsVersion;
+  /** Default TLSv1.2 (Envoy's client default). */
+  readonly maxVersion: TlsVersion;
+  /** `max_session_keys`: TLS sessions kept per host for resumption; 0 disables resumption. Default 1. */
+  readonly maxSessionKeys: number;
+  /** A stable text of all of the above: two endpoints with the same key share secure contexts, and a host whose key changes gets a new pool. */
+  readonly key: string;
 }
 
 export interface LocalityConfig {

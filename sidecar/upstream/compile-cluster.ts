@@ -7,9 +7,10 @@
  * `load_assignment.`.
  *
  * What is refused and what is ignored: a field that would change *where* traffic goes or
- * *how it is protected* and that this sidecar cannot honour is an error (upstream TLS,
- * subset LB, ring hash/Maglev, slow start, named endpoints, HTTP/3), because silently
- * doing something else is worse than keeping the last good config. Tuning we do not model
+ * *how it is protected* and that this sidecar cannot honour is an error (unsupported TLS
+ * settings, subset LB, ring hash/Maglev, slow start, named endpoints, HTTP/3), because silently
+ * doing something else is worse than keeping the last good config. Upstream TLS
+ * (`transport_socket`, `transport_socket_matches`) is compile-transport-socket.ts. Tuning we do not model
  * (active health checks, panic threshold, success-rate outlier detection, drop_overloads,
  * DNS TTLs, additional addresses) is accepted and ignored. Nothing here resolves DNS.
  */
@@ -31,6 +32,7 @@ import {
   type CircuitBreakerThresholds, type ClusterConfig, type DiscoveryType, type DnsConfig, type DnsLookupFamily,
   type EndpointConfig, type EndpointHealth, type LbPolicy, type LocalityConfig, type OutlierDetectionConfig, type UpstreamProtocol,
 } from './cluster-config.ts';
+import { compileTransportSockets, endpointTransport, type TransportSockets } from './compile-transport-socket.ts';
 
 export type CompileResult = { valid: true; result: ClusterConfig } | { valid: false; errors: string[] };
 
@@ -81,6 +83,9 @@ export function compileCluster(cluster: Cluster, assignment: ClusterLoadAssignme
 
   if (cluster.name === '') err('name', 'must not be empty');
 
+  // Transport (upstream TLS), needed by every endpoint.
+  const sockets = compileTransportSockets(cluster, err);
+
   // Discovery type and where the endpoints come from.
   let discoveryType: DiscoveryType | null = null;
   const cdt = cluster.clusterDiscoveryType;
@@ -100,12 +105,12 @@ export function compileCluster(cluster: Cluster, assignment: ClusterLoadAssignme
       if (assignment.clusterName !== serviceName) {
         err('cluster_load_assignment.cluster_name', `must be the cluster's EDS service name ${JSON.stringify(serviceName)}, got ${JSON.stringify(assignment.clusterName)}`);
       }
-      ({ localities, overprovisioningFactor } = compileAssignment(assignment, 'cluster_load_assignment', discoveryType, err));
+      ({ localities, overprovisioningFactor } = compileAssignment(assignment, 'cluster_load_assignment', discoveryType, sockets, err));
     }
   } else if (discoveryType !== null) {
     if (assignment) err('cluster_load_assignment', `a ${discoveryType} cluster takes its endpoints from load_assignment, not from EDS`);
     if (!cluster.loadAssignment) err('load_assignment', `a ${discoveryType} cluster needs its endpoints inline`);
-    else ({ localities, overprovisioningFactor } = compileAssignment(cluster.loadAssignment, 'load_assignment', discoveryType, err));
+    else ({ localities, overprovisioningFactor } = compileAssignment(cluster.loadAssignment, 'load_assignment', discoveryType, sockets, err));
     if (discoveryType === 'LOGICAL_DNS' && cluster.loadAssignment
       && (cluster.loadAssignment.endpoints.length !== 1 || lbEndpointsOf(cluster.loadAssignment.endpoints[0]!).length !== 1)) {
       err('load_assignment', 'a LOGICAL_DNS cluster needs exactly one locality with exactly one endpoint');
@@ -151,9 +156,7 @@ export function compileCluster(cluster: Cluster, assignment: ClusterLoadAssignme
 
   const connectTimeoutMs = durationMs(cluster.connectTimeout, 'connect_timeout', err, CLUSTER_DEFAULTS.connectTimeoutMs);
 
-  // Transport and HTTP version.
-  if (cluster.transportSocket) err('transport_socket', 'upstream TLS is not supported yet; refusing to send this cluster\'s traffic in cleartext');
-  if (cluster.transportSocketMatches.length > 0) err('transport_socket_matches', 'upstream TLS is not supported yet; refusing to send this cluster\'s traffic in cleartext');
+  // HTTP version and upstream filters.
   if (cluster.filters.length > 0) err('filters', 'upstream network filters are not supported');
   if (cluster.protocolSelection === Cluster_ClusterProtocolSelection.USE_DOWNSTREAM_PROTOCOL) {
     err('protocol_selection', 'USE_DOWNSTREAM_PROTOCOL is not supported');
@@ -190,7 +193,7 @@ function lbEndpointsOf(l: ClusterLoadAssignment['endpoints'][number]): LbEndpoin
   return l.lbConfig.case === 'loadBalancerEndpoints' ? l.lbConfig.value.lbEndpoints : l.lbEndpoints;
 }
 
-function compileAssignment(cla: ClusterLoadAssignment, base: string, type: DiscoveryType, err: Err): { localities: LocalityConfig[]; overprovisioningFactor: number } {
+function compileAssignment(cla: ClusterLoadAssignment, base: string, type: DiscoveryType, sockets: TransportSockets, err: Err): { localities: LocalityConfig[]; overprovisioningFactor: number } {
   let overprovisioningFactor: number = CLUSTER_DEFAULTS.overprovisioningFactor;
   const opf = cla.policy?.overprovisioningFactor;
   if (opf !== undefined) {
@@ -219,7 +222,7 @@ function compileAssignment(cla: ClusterLoadAssignment, base: string, type: Disco
     const endpoints: EndpointConfig[] = [];
     lbEndpointsOf(l).forEach((e, ei) => {
       const epath = `${lpath}.${epField}[${ei}]`;
-      const ep = compileEndpoint(e, epath, type, err);
+      const ep = compileEndpoint(e, epath, type, sockets, err);
       if (!ep) return;
       const key = hostKey(ep.address, ep.port);
       const first = seen.get(key);
@@ -249,7 +252,7 @@ function compileAssignment(cla: ClusterLoadAssignment, base: string, type: Disco
   return { localities, overprovisioningFactor };
 }
 
-function compileEndpoint(e: LbEndpoint, path: string, type: DiscoveryType, err: Err): EndpointConfig | null {
+function compileEndpoint(e: LbEndpoint, path: string, type: DiscoveryType, sockets: TransportSockets, err: Err): EndpointConfig | null {
   const hi = e.hostIdentifier;
   if (hi.case === 'endpointName') {
     err(`${path}.endpoint_name`, 'named endpoints are not supported');
@@ -296,7 +299,9 @@ function compileEndpoint(e: LbEndpoint, path: string, type: DiscoveryType, err: 
   const health = HEALTH[e.healthStatus];
   if (!health) fail(`${path}.health_status`, `unknown value ${e.healthStatus}`);
   if (!ok || !health) return null;
-  return { address: sa.address, port, weight, health, hostname: hi.value.hostname };
+  const tls = endpointTransport(sockets, e);
+  const ep: EndpointConfig = { address: sa.address, port, weight, health, hostname: hi.value.hostname };
+  return tls === null ? ep : { ...ep, tls };
 }
 
 /** `address:port`, with IPv6 addresses bracketed. The identity of a host across updates. */

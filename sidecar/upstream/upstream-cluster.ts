@@ -24,6 +24,12 @@
  * max_connections; Envoy counts the limit over the whole cluster. HTTP/1.1 pools never
  * negotiate HTTP/2; HTTP/2 pools speak h2c with prior knowledge.
  *
+ * Upstream TLS: an endpoint whose config carries `tls` (compile-transport-socket.ts) gets a
+ * pool whose connector is an UpstreamTlsTransport (tls-connector.ts), one per distinct TLS
+ * config, reading the certificate and bundle from `options.secrets` at each new connection.
+ * A host whose TLS config changes gets a new pool (the old one closes gracefully); a secrets
+ * change does not touch pools, it reaches new connections only.
+ *
  * Timers: one `setInterval` for outlier sweeps and, for STRICT_DNS, one `setTimeout` chain
  * for re-resolution; both unref'd. Nothing is timed per request.
  *
@@ -35,7 +41,9 @@
  */
 import { isIP } from 'node:net';
 import { Pool } from 'undici';
-import type { ClusterConfig, DiscoveryType, EndpointHealth, LbPolicy, UpstreamProtocol } from './cluster-config.ts';
+import type { TlsSecrets } from '../tls/secrets.ts';
+import type { ClusterConfig, DiscoveryType, EndpointHealth, LbPolicy, UpstreamProtocol, UpstreamTlsConfig } from './cluster-config.ts';
+import { UpstreamTlsTransport, type UpstreamTlsStats } from './tls-connector.ts';
 import { CircuitBreaker, type CircuitBreakerStats } from './circuit-breaker.ts';
 import { hostKey } from './compile-cluster.ts';
 import { Host } from './host.ts';
@@ -50,6 +58,12 @@ export interface UpstreamClusterOptions {
   readonly resolve?: Resolve;
   /** Makes an endpoint's pool. Default: `new Pool(origin, options)`. */
   readonly createPool?: (origin: string, options: Pool.Options) => Pool;
+  /**
+   * The sidecar's TLS material (SDS `default` and `ROOTCA`), read at each new upstream TLS
+   * connection. Without it, endpoints whose TLS needs an SDS secret fail to connect
+   * (PAL_ERR_SIDECAR_UPSTREAM_TLS_SECRET); inline certificates and CAs work.
+   */
+  readonly secrets?: TlsSecrets;
 }
 
 /** One endpoint in `/clusters`. */
@@ -84,6 +98,8 @@ export interface ClusterStats {
   /** Envoy's `retry_or_shadow_abandoned`: bodies past the retry buffer limit. */
   readonly retryOrShadowAbandoned: number;
   readonly outlierDetection: OutlierDetectionStats | null;
+  /** Upstream TLS handshakes, resumed ones and failures; present once the cluster has had a TLS endpoint. */
+  readonly tls?: Readonly<UpstreamTlsStats>;
   readonly hosts: readonly HostStats[];
 }
 
@@ -108,12 +124,18 @@ export class UpstreamCluster {
   readonly #random: () => number;
   readonly #resolve: Resolve;
   readonly #createPool: (origin: string, options: Pool.Options) => Pool;
+  readonly #secrets: TlsSecrets | null;
+  /** One per distinct TLS config (UpstreamTlsConfig.key) in use. */
+  readonly #transports = new Map<string, UpstreamTlsTransport>();
+  readonly #tlsStats: UpstreamTlsStats = { handshakes: 0, resumed: 0, failures: 0 };
+  #hadTls = false;
 
   constructor(config: ClusterConfig, options: UpstreamClusterOptions = {}) {
     this.#config = config;
     this.#random = options.random ?? Math.random;
     this.#resolve = options.resolve ?? resolveAddresses;
     this.#createPool = options.createPool ?? ((origin, o) => new Pool(origin, o));
+    this.#secrets = options.secrets ?? null;
     this.#lb = new LoadBalancer(this.#random);
     this.circuit = new CircuitBreaker(config.circuitBreakers);
     this.#syncDetector();
@@ -211,6 +233,7 @@ export class UpstreamCluster {
       circuitBreakers: this.circuit.stats(),
       retryOrShadowAbandoned: this.retryOrShadowAbandoned,
       outlierDetection: d === null ? null : d.stats(),
+      ...(this.#hadTls ? { tls: { ...this.#tlsStats } } : {}),
       hosts: this.#hosts.map((h) => ({
         address: h.address,
         port: h.port,
@@ -324,11 +347,23 @@ export class UpstreamCluster {
     return names;
   }
 
+  /** Pool options and their stamp for one host: the cluster's, plus a TLS connector when the endpoint has TLS. */
+  #hostPoolOptions(key: string, base: PoolOptions, baseKey: string, tls: UpstreamTlsConfig | undefined, used: Map<string, UpstreamTlsTransport>): { options: PoolOptions; poolKey: string } {
+    if (tls === undefined) return { options: base, poolKey: baseKey };
+    let t = used.get(tls.key) ?? this.#transports.get(tls.key);
+    if (t === undefined) t = new UpstreamTlsTransport(this.#config.name, tls, this.#secrets, this.#tlsStats);
+    used.set(tls.key, t);
+    const c = this.#config;
+    const { useH2c: _unused, ...rest } = base;
+    return { options: { ...rest, connect: t.connector(key, c.protocol === 'http2', c.connectTimeoutMs) }, poolKey: `${baseKey}|tls:${tls.key}` };
+  }
+
   /** Makes the host list match the config (and, for STRICT_DNS, the latest answers). */
   #applyEndpoints(): void {
     const c = this.#config;
-    const options = this.#poolOptions();
-    const poolKey = JSON.stringify(options);
+    const base = this.#poolOptions();
+    const baseKey = JSON.stringify(base);
+    const used = new Map<string, UpstreamTlsTransport>();
     const old = new Map(this.#hosts.map((h) => [h.key, h]));
     const next: Host[] = [];
     const seen = new Set<string>();
@@ -341,6 +376,7 @@ export class UpstreamCluster {
           const key = hostKey(address, ep.port);
           if (seen.has(key)) continue;
           seen.add(key);
+          const { options, poolKey } = this.#hostPoolOptions(key, base, baseKey, ep.tls, used);
           let h = old.get(key);
           if (h) {
             old.delete(key);
@@ -366,6 +402,12 @@ export class UpstreamCluster {
       this.#retire(h.pool);
     }
     this.#hosts = next;
+    this.#transports.clear();
+    for (const [k, t] of used) {
+      this.#transports.set(k, t);
+      t.forgetHosts(seen);
+    }
+    if (used.size > 0) this.#hadTls = true;
     this.#detector?.setHosts(next);
     this.#rebuild();
   }

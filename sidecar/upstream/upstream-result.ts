@@ -5,7 +5,12 @@
 import type { UpstreamResult } from './outlier-detector.ts';
 
 const TIMEOUT = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
-const CONNECT = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+// A failed upstream TLS handshake (or one that could not start for want of a secret) is a
+// connect failure, as Envoy's UF (tls-connector.ts).
+const CONNECT = new Set([
+  'UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL',
+  'PAL_ERR_SIDECAR_UPSTREAM_TLS', 'PAL_ERR_SIDECAR_UPSTREAM_TLS_SECRET',
+]);
 
 /** 'timeout', 'connect-failure' or (anything else that ended the exchange) 'reset'. */
 export function classifyUpstreamError(err: unknown): Exclude<UpstreamResult, number> {

@@ -19,7 +19,6 @@
  * The inbound port registered with the control plane is the one worker 0 bound (the
  * bootstrap may ask for 0); the other workers, and restarted ones, bind that same port.
  */
-import type { WorkloadIdentity } from '../identity/enroll.ts';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { AdsClient } from '../../xds/client/ads-client.ts';
@@ -61,8 +60,6 @@ function sumStats(items: readonly unknown[]): unknown {
 
 export class SidecarPrimary extends EventEmitter<SidecarEvents> {
   readonly store = new ConfigStore();
-  /** The workload's X.509-SVID once enrolled (bootstrap identity); null without one. */
-  identity: WorkloadIdentity | null = null;
   readonly pool: WorkerPool;
   readonly #b: SidecarBootstrap;
   readonly #log: Logger;
@@ -85,6 +82,10 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
     this.#drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
     if (!Number.isInteger(this.#drainTimeoutMs) || this.#drainTimeoutMs < 0) {
       throw new RangeError(`drainTimeoutMs must be a non-negative integer, got ${this.#drainTimeoutMs}`);
+    }
+    if (this.#b.identity !== null) {
+      // The SVID's private key is generated in, and never leaves, one process; workers would each need it.
+      throw new Error('--workers cannot be combined with a bootstrap identity section yet: run an mTLS sidecar as one process (--workers 1)');
     }
     this.pool = new WorkerPool({
       size: options.workers, bootstrap: this.#b, logger: this.#log, logLevel: options.logLevel ?? 'info',
@@ -134,12 +135,11 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
     if (this.#phase !== 'starting') throw new Error('the sidecar was closed while starting');
 
     try {
-      this.#xds = await SidecarXds.connect({ bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.#apply(client) });
+      this.#xds = new SidecarXds({ bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.#apply(client) });
     } catch (err) {
       await this.close();
       throw err;
     }
-    this.identity = this.#xds.identity;
     this.#phase = 'running';
     this.#log.info({ ...this.#addresses, workers: this.pool.size, node: b.node.id, service: `${b.node.namespace}/${b.node.service}` }, 'sidecar started');
     return this.#addresses!;

@@ -7,15 +7,18 @@ import type { Node } from '../gen/envoy/config/core/v3/base_pb.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import type { SnapshotCache } from '../cache/snapshot-cache.ts';
 import { ADS_SERVICE } from '../transport/ads-service.ts';
-import type { ServerCallbacks, StreamAuthorizer } from './callbacks.ts';
+import type { ServerCallbacks, StreamAuthorizer, StreamInfo } from './callbacks.ts';
 import { DeltaStream } from './delta-stream.ts';
 import { SotwStream } from './sotw-stream.ts';
 import type { StreamDeps } from './stream-base.ts';
 
 export interface AdsServerOptions {
   cache: SnapshotCache;
-  /** Node → group key. Default: node.cluster, or "default". */
-  nodeGroup?: (node: Node) => string;
+  /**
+   * Node → group key. Default: node.cluster, or "default". `info` is the stream's (its
+   * peer certificate, for groups per authenticated identity); called once the stream is authorized.
+   */
+  nodeGroup?: (node: Node, info: StreamInfo) => string;
   /** Called when a stream first needs a group's snapshot; may set it synchronously. */
   ensureGroup?: (group: string, node: Node) => void;
   callbacks?: ServerCallbacks;

@@ -33,6 +33,11 @@ export interface ServerCallbacks {
   onResponse?(info: StreamInfo, typeUrl: string, version: string, nonce: string, resourceCount: number): void;
   onAck?(info: StreamInfo, typeUrl: string, version: string, nonce: string): void;
   onNack?(info: StreamInfo, typeUrl: string, version: string, nonce: string, error: string): void;
+  /**
+   * A request named resources: SotW the whole subscribed set, delta the names it adds.
+   * Called after the stream joined its group, before the request is answered.
+   */
+  onResourceNames?(info: StreamInfo, typeUrl: string, names: readonly string[]): void;
   /** A request that was not understood: unknown type URL, missing node. */
   onIgnoredRequest?(info: StreamInfo, typeUrl: string, reason: string): void;
 }

@@ -57,6 +57,7 @@ export class DeltaStream extends StreamBase<DeltaDiscoveryRequest, Uint8Array> {
   protected onRequest(req: DeltaDiscoveryRequest): void {
     const type = this.admit(req.node, req.typeUrl, 'DeltaDiscoveryRequest');
     if (!type) return;
+    if (req.resourceNamesSubscribe.length > 0) this.deps.callbacks.onResourceNames?.(this.info, req.typeUrl, req.resourceNamesSubscribe);
     let ts = this.#types.get(req.typeUrl);
     if (!ts) {
       ts = { wildcard: false, names: new Set(), held: new Map(), outstanding: new Map(), nacked: new Map(), retrySingly: new Set() };

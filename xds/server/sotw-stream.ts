@@ -56,6 +56,7 @@ export class SotwStream extends StreamBase<DiscoveryRequest, Uint8Array> {
   protected onRequest(req: DiscoveryRequest): void {
     const type = this.admit(req.node, req.typeUrl, 'DiscoveryRequest');
     if (!type) return;
+    if (req.resourceNames.length > 0) this.deps.callbacks.onResourceNames?.(this.info, req.typeUrl, req.resourceNames);
     let ts = this.#types.get(req.typeUrl);
     const first = ts === undefined;
     if (!ts) {

@@ -12,8 +12,8 @@ import type { ServerCallbacks, StreamAuthorizer, StreamInfo } from './callbacks.
 
 export interface StreamDeps {
   readonly cache: SnapshotCache;
-  /** Maps a node to its group; streams of one group share snapshots. */
-  readonly nodeGroup: (node: Node) => string;
+  /** Maps a node (and its stream: peer certificate) to its group; streams of one group share snapshots. */
+  readonly nodeGroup: (node: Node, info: StreamInfo) => string;
   /** Called before a group's snapshot is first read, so the owner can build it lazily. */
   readonly ensureGroup?: ((group: string, node: Node) => void) | undefined;
   readonly callbacks: ServerCallbacks;
@@ -87,7 +87,7 @@ export abstract class StreamBase<Req, Res> {
     }
     if (!node || !this.#authorized(node)) return false;
     this.info.node = node;
-    const group = this.deps.nodeGroup(node);
+    const group = this.deps.nodeGroup(node, this.info);
     this.info.group = group;
     this.deps.ensureGroup?.(group, node);
     this.#unwatch = this.deps.cache.watch(group, () => {

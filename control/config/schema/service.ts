@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
 import type { SourceRef } from '../config-error.ts';
 import { pointer } from '../config-error.ts';
+import { MAX_SPIFFE_ID_LENGTH, parseWorkloadId } from '../../../certs/spiffe.ts';
 import { ADDRESS_PATTERN, documentSchema, labels, port } from './common.ts';
 import type { API_VERSION, Defaulted, Replace, Report, ResourceMetadata } from './common.ts';
 
@@ -24,6 +25,10 @@ export const EndpointSchema = Type.Object(
     weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 128, default: 1, description: 'Load-balancing weight, 1..128' })),
     labels: Type.Optional(labels('Labels matched by Route backend subsets')),
     locality: Type.Optional(LocalitySchema),
+    identity: Type.Optional(Type.String({
+      minLength: 1, maxLength: MAX_SPIFFE_ID_LENGTH,
+      description: 'SPIFFE ID the endpoint serves mTLS as (spiffe://<trust domain>/ns/<namespace>/sa/<service account>); Envoy and sidecar clients then dial it over mTLS and check this ID',
+    })),
   },
   { additionalProperties: false },
 );
@@ -65,12 +70,16 @@ export function addressProblem(address: string): string | null {
   return null;
 }
 
-/** Rules beyond the schema: addresses parse, no endpoint is listed twice. */
+/** Rules beyond the schema: addresses parse, identities are SPIFFE workload IDs, no endpoint is listed twice. */
 export function checkService(doc: ServiceDocument, report: Report): void {
   const seen = new Map<string, number>();
   doc.spec.endpoints?.forEach((ep, i) => {
     const problem = addressProblem(ep.address);
     if (problem !== null) report(pointer('spec', 'endpoints', i, 'address'), problem);
+    if (ep.identity !== undefined) {
+      const id = parseWorkloadId(ep.identity);
+      if (!id.valid) report(pointer('spec', 'endpoints', i, 'identity'), `must be a SPIFFE workload ID (spiffe://<trust domain>/ns/<namespace>/sa/<service account>), got ${JSON.stringify(ep.identity)}: ${id.errors.join('; ')}`);
+    }
     const key = `${ep.address.toLowerCase()}|${ep.port}`;
     const first = seen.get(key);
     if (first === undefined) seen.set(key, i);

@@ -104,8 +104,10 @@ describe('palisade sidecar, resilience to control plane failures', () => {
     await until('registration', () => control.registry.list().find((e) => e.nodeId === 'web-1' && e.serving));
     await until('the sidecar in sync', () => {
       const proxy = control.inventory.list().find((p) => p.nodeId === 'web-1');
-      const types = Object.values(proxy?.types ?? {});
-      return types.length === 4 && types.every((t) => syncStatus(t) === 'SYNCED') ? true : undefined;
+      const types = proxy?.types ?? {};
+      // CDS, LDS, EDS, RDS; and MeshConfig, which the sidecar subscribes too.
+      const all = ['CDS', 'LDS', 'EDS', 'RDS'].every((t) => t in types);
+      return all && Object.values(types).every((t) => syncStatus(t) === 'SYNCED') ? true : undefined;
     });
     const good = control.cache.getSnapshot('sidecar/default')!;
     const versionBefore = sidecar.store.current!.version;

@@ -73,8 +73,8 @@ describe('compileCluster rejects what it cannot honour, naming each field', () =
     ]],
     ['a negative connect_timeout', edsCluster('svc', { connectTimeout: { seconds: -1n } }), A,
       ['connect_timeout: must not be negative, got -1s']],
-    ['upstream TLS', edsCluster('svc', { transportSocket: { name: 'envoy.transport_sockets.tls' } }), A,
-      ['transport_socket: upstream TLS is not supported yet; refusing to send this cluster\'s traffic in cleartext']],
+    ['upstream TLS without an UpstreamTlsContext', edsCluster('svc', { transportSocket: { name: 'envoy.transport_sockets.tls' } }), A,
+      ['transport_socket.typed_config: is required for envoy.transport_sockets.tls (an UpstreamTlsContext)']],
     ['HTTP/3', edsCluster('svc', {
       typedExtensionProtocolOptions: {
         'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': anyPack(HttpProtocolOptionsSchema, create(HttpProtocolOptionsSchema, {
