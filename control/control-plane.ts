@@ -13,7 +13,7 @@
  * and SVID (`issueCertificate`), serves them only in that group as the SDS Secret `default`,
  * and re-issues at renewAt while a stream of the identity is open.
  */
-import type { ServerCredentials } from '@grpc/grpc-js';
+import { ServerCredentials } from '@grpc/grpc-js';
 import type { StreamAuthorizer } from '../xds/server/callbacks.ts';
 import type { Node } from '../xds/gen/envoy/config/core/v3/base_pb.js';
 import { Snapshot } from '../xds/cache/snapshot.ts';
@@ -42,6 +42,12 @@ export interface ControlPlaneOptions {
   source: ResourceSource;
   /** host:port for ADS; port 0 picks one. */
   xdsAddress: string;
+  /**
+   * A second ADS port without TLS (Istio's 15010), for proxyless gRPC clients whose xDS
+   * library cannot present a certificate. Its streams have no peer certificate: the stream
+   * authorizer decides what they may do. Off by default.
+   */
+  xdsPlaintextAddress?: string;
   logger: Logger;
   /** How long a disconnected or unready sidecar stays an endpoint of its Service, ms. Default 10 000. */
   endpointGraceMs?: number;
@@ -108,6 +114,8 @@ export class ControlPlane {
   readonly #source: ResourceSource;
   readonly #log: Logger;
   readonly #xdsAddress: string;
+  readonly #xdsPlaintextAddress: string | null;
+  #xdsPlaintextPort = 0;
   readonly #ads: AdsServer;
   /** The state from the source, before sidecar-registered endpoints are merged in. */
   #base: DesiredState | undefined;
@@ -127,6 +135,7 @@ export class ControlPlane {
     this.#source = options.source;
     this.#log = options.logger;
     this.#xdsAddress = options.xdsAddress;
+    this.#xdsPlaintextAddress = options.xdsPlaintextAddress ?? null;
     this.#trustBundle = options.trustBundle ?? null;
     this.#crl = options.crl ?? null;
     this.#issue = options.issueCertificate ?? null;
@@ -193,8 +202,15 @@ export class ControlPlane {
       this.#log.info('configuration valid again; unchanged from the configuration in force');
     });
     this.#xdsPort = await this.#ads.listen(this.#xdsAddress);
-    this.#log.info({ xds: this.xdsAddress }, 'xDS server listening');
+    if (this.#xdsPlaintextAddress !== null) this.#xdsPlaintextPort = await this.#ads.listen(this.#xdsPlaintextAddress, ServerCredentials.createInsecure());
+    this.#log.info({ xds: this.xdsAddress, xdsPlaintext: this.xdsPlaintextAddress }, 'xDS server listening');
     return this.#xdsPort;
+  }
+
+  /** The plaintext ADS address (host:port) when one was asked for, else null. */
+  get xdsPlaintextAddress(): string | null {
+    const a = this.#xdsPlaintextAddress;
+    return a === null ? null : `${a.slice(0, a.lastIndexOf(':'))}:${this.#xdsPlaintextPort}`;
   }
 
   get xdsAddress(): string {

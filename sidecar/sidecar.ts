@@ -183,6 +183,15 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     return this.#tls?.identity ?? null;
   }
 
+  /**
+   * Renews the workload certificate now (as at half-life): new handshakes, inbound and
+   * outbound, use the new one; live connections keep theirs. Resolves when done or failed
+   * (a failure is logged and retried on the usual schedule). A no-op without an identity.
+   */
+  renewIdentity(): Promise<void> {
+    return this.#tls?.renewNow() ?? Promise.resolve();
+  }
+
   /** The mesh mTLS mode inbound enforces: STRICT (mTLS only) until a MeshConfig says PERMISSIVE; null for a plaintext sidecar. */
   get meshMode(): 'STRICT' | 'PERMISSIVE' | null {
     return this.#tls === null ? null : (this.#xds?.meshMode ?? 'STRICT');

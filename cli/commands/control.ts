@@ -34,6 +34,12 @@ configuration stays in force.
 Flags:
   --config DIR            configuration directory, watched recursively   (default ${DEFAULTS.config})
   --xds-address HOST:PORT ADS gRPC listen address; port 0 picks one        (default ${DEFAULTS.xdsAddress})
+  --xds-plaintext-address HOST:PORT
+                          with a CA: a second ADS port without TLS (Istio's 15010)
+                          for proxyless gRPC clients that cannot present a
+                          certificate (grpc-js-xds); its streams get no identity
+                          and, under a STRICT mesh, only gRPC clients are
+                          served there. Off unless given
   --admin-address HOST:PORT
                           admin HTTP (/ready, /api/v1/proxies, /api/v1/snapshots,
                           /api/v1/state); keep it on loopback              (default ${DEFAULTS.adminAddress})
@@ -59,6 +65,7 @@ export function run(argv: string[]): Promise<number> {
       config: { type: 'string', default: DEFAULTS.config },
       'xds-address': { type: 'string', default: DEFAULTS.xdsAddress },
       'admin-address': { type: 'string', default: DEFAULTS.adminAddress },
+      'xds-plaintext-address': { type: 'string' },
       debounce: { type: 'string', default: DEFAULTS.debounce },
       'endpoint-grace': { type: 'string', default: DEFAULTS.endpointGrace },
       'state-dir': { type: 'string', default: DEFAULTS.stateDir },
@@ -82,6 +89,7 @@ export function run(argv: string[]): Promise<number> {
     }
     const xdsAddress = checkAddress('--xds-address', flags['xds-address']);
     const adminAddress = checkAddress('--admin-address', flags['admin-address']);
+    const plaintextXds = flags['xds-plaintext-address'] === undefined ? null : checkAddress('--xds-plaintext-address', flags['xds-plaintext-address']);
     const caAddress = checkAddress('--ca-address', flags['ca-address']);
 
     const logger = createLogger(level);
@@ -91,11 +99,15 @@ export function run(argv: string[]): Promise<number> {
     // With a CA the xDS port is mTLS: every stream presents an SVID and may only speak for its own identity.
     const identity = certs.ca === null ? null : await certs.serverIdentity();
     const provider = identity === null ? null : new IdentityProvider(identity);
-    const cp = new ControlPlane({
+    if (plaintextXds !== null && identity === null) throw new UsageError('--xds-plaintext-address needs a CA in the state dir: without one the xDS port is plaintext already');
+    // The Mesh's mode, read per stream: PERMISSIVE lets cert-less streams (plaintext port) in without an identity.
+    const meshMode = () => cp.state?.mesh?.spec.mtls.mode ?? 'STRICT';
+    const cp: ControlPlane = new ControlPlane({
       source, xdsAddress, logger, endpointGraceMs,
       ...(identity === null ? {} : {
         xdsCredentials: provider!.serverCredentials(),
-        authorizeStream: createStreamAuthorizer({ trustDomain: certs.ca!.trustDomain, mode: 'STRICT' }),
+        ...(plaintextXds === null ? {} : { xdsPlaintextAddress: plaintextXds }),
+        authorizeStream: createStreamAuthorizer({ trustDomain: certs.ca!.trustDomain, mode: meshMode, plaintextKinds: ['grpc'] }),
         trustBundle: certs.trust().bundle,
         crl: certs.trust().crl,
         // Envoys get their workload certificate as the SDS Secret `default` (they cannot send a CSR).
@@ -123,7 +135,7 @@ export function run(argv: string[]): Promise<number> {
     });
     admin.markReady();
     logger.info({ xds: cp.xdsAddress, admin: adminBound, ca: caBound, config: resolve(flags.config), stateDir }, 'control plane ready');
-    process.stdout.write(`palisade control: xDS on ${cp.xdsAddress}, admin on http://${adminBound}${caBound === null ? '' : `, CA on https://${caBound}`}, config ${resolve(flags.config)}\n`);
+    process.stdout.write(`palisade control: xDS on ${cp.xdsAddress}${cp.xdsPlaintextAddress === null ? '' : ` (plaintext ${cp.xdsPlaintextAddress})`}, admin on http://${adminBound}${caBound === null ? '' : `, CA on https://${caBound}`}, config ${resolve(flags.config)}\n`);
 
     await new Promise<void>((done) => {
       const stop = (signal: string) => {

@@ -4,6 +4,7 @@
  * cleanups that stop it all, newest first.
  */
 import type { ControlPlane } from '../../control/control-plane.ts';
+import type { CertsService } from '../../control/certs/certs-service.ts';
 import type { EchoBackend } from './echo-backend.ts';
 import type { DemoClient } from './grpc-client.ts';
 import type { HttpWorkload } from './http-workload.ts';
@@ -38,8 +39,12 @@ export class DemoContext {
   /** The configuration directory the control plane watches. */
   configDir: string | undefined;
   controlPlane: ControlPlane | undefined;
-  /** Bound ADS address, host:port. */
+  /** Bound ADS address (mTLS: client certificates required), host:port. */
   xdsAddress: string | undefined;
+  /** The plaintext ADS port for the proxyless gRPC client (grpc-js-xds cannot do TLS), host:port. */
+  grpcXdsAddress: string | undefined;
+  /** The mesh CA: sidecars enroll at `caAddress` with a join token and trust `bundleFile`. */
+  mesh: { certs: CertsService; caAddress: string; bundleFile: string; trustDomain: string } | undefined;
   /** Bound admin address, host:port. */
   adminAddress: string | undefined;
   client: DemoClient | undefined;

@@ -18,7 +18,11 @@ export interface HttpWorkload {
 /** What a workload answers: its name and the request as it arrived. */
 export interface WorkloadReply {
   from: string;
-  request: { method: string; path: string; host: string | null; 'x-request-id': string | null; 'x-forwarded-for': string | null };
+  request: {
+    method: string; path: string; host: string | null; 'x-request-id': string | null; 'x-forwarded-for': string | null;
+    /** Set by the workload's sidecar for a request that arrived over mTLS: the caller's verified identity. */
+    'x-forwarded-client-cert': string | null;
+  };
 }
 
 function header(req: IncomingMessage, name: string): string | null {
@@ -40,6 +44,7 @@ export async function startHttpWorkload(name: string, host = '127.0.0.1'): Promi
         host: header(req, 'host'),
         'x-request-id': header(req, 'x-request-id'),
         'x-forwarded-for': header(req, 'x-forwarded-for'),
+        'x-forwarded-client-cert': header(req, 'x-forwarded-client-cert'),
       },
     };
     const body = `${JSON.stringify(reply)}\n`;

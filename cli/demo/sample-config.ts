@@ -28,6 +28,9 @@ export interface SampleEndpoint {
   weight: number;
 }
 
+/** The demo's trust domain: the CA's and the Mesh's. */
+export const DEMO_TRUST_DOMAIN = 'palisade.local';
+
 export function meshYaml(): string {
   return `# Mesh-wide settings.
 apiVersion: palisade.dev/v1
@@ -35,7 +38,9 @@ kind: Mesh
 metadata:
   name: mesh
 spec:
-  trustDomain: palisade.local
+  trustDomain: ${DEMO_TRUST_DOMAIN}
+  mtls:
+    mode: STRICT   # sidecars accept mTLS only; PERMISSIVE would accept plaintext too
 `;
 }
 

@@ -19,7 +19,7 @@ import type { Node } from '../../xds/gen/envoy/config/core/v3/base_pb.js';
 import type { StreamAuthorizer } from '../../xds/server/callbacks.ts';
 import { ISTIO_NAMESPACE_KEY, NAMESPACE_KEY, SERVICE_ACCOUNT_KEY, SERVICE_KEY } from '../../xds/resources/node-metadata.ts';
 import type { MtlsMode } from '../config/schema.ts';
-import { clientKind } from '../translate/node-kind.ts';
+import { clientKind, type ClientKind } from '../translate/node-kind.ts';
 
 /** Istio's node metadata key for the workload's service account. */
 export const ISTIO_SERVICE_ACCOUNT_KEY = 'SERVICE_ACCOUNT';
@@ -29,6 +29,12 @@ export interface StreamAuthorizerOptions {
   readonly trustDomain: string;
   /** Mesh spec.mtls.mode: STRICT refuses a stream without a client certificate. A function is asked per stream (the Mesh may change). */
   readonly mode: MtlsMode | (() => MtlsMode);
+  /**
+   * Client kinds served without a certificate even under STRICT: proxyless gRPC clients whose
+   * xDS library cannot do TLS (grpc-js-xds), on the plaintext xDS port an operator opened
+   * (Istio's 15010). They get no identity and so no secret. Default none.
+   */
+  readonly plaintextKinds?: readonly ClientKind[];
 }
 
 /** The URI SANs of a peer certificate (Node's `subjectaltname`: `URI:…, DNS:…`). */
@@ -67,7 +73,8 @@ export function createStreamAuthorizer(options: StreamAuthorizerOptions): Stream
   return (node, info) => {
     if (info.peerCertificate === null) {
       const mode = typeof options.mode === 'function' ? options.mode() : options.mode;
-      return mode === 'STRICT' ? 'a client certificate is required: the mesh mTLS mode is STRICT' : null;
+      if (mode !== 'STRICT' || (options.plaintextKinds ?? []).includes(clientKind(node))) return null;
+      return 'a client certificate is required: the mesh mTLS mode is STRICT';
     }
     const spiffe = peerUris(info.peerCertificate).filter((u) => u.startsWith('spiffe://'));
     if (spiffe.length !== 1) return `the client certificate must carry exactly one spiffe:// URI SAN, got ${spiffe.length}`;

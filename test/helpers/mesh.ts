@@ -5,6 +5,8 @@
  * where sidecars enroll with join tokens, and sidecars that enroll at start.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -14,7 +16,7 @@ import { DirectorySource } from '../../control/config/source.ts';
 import { ControlPlane } from '../../control/control-plane.ts';
 import { CA_DIR, CertsService, KEK_FILE } from '../../control/certs/certs-service.ts';
 import { EnrollServer } from '../../control/certs/enroll-server.ts';
-import { IdentityProvider } from '../../control/certs/server-identity.ts';
+import { IdentityProvider, keepIdentityFresh } from '../../control/certs/server-identity.ts';
 import { createLogger } from '../../control/log.ts';
 import { createStreamAuthorizer } from '../../control/security/stream-authorizer.ts';
 import { parseBootstrap } from '../../sidecar/bootstrap/bootstrap.ts';
@@ -52,15 +54,25 @@ export async function startMesh(documents: string, options: { mode?: 'STRICT' | 
   await CertificateAuthority.writeState(join(state, CA_DIR), await FileKek.open(join(state, KEK_FILE)), { root, intermediate: await CertificateAuthority.createIntermediate(root) });
   const certs = await CertsService.open(state);
   const identity = await certs.serverIdentity();
+  const provider = new IdentityProvider(identity);
+  const logger = createLogger('silent');
   const cp = new ControlPlane({
-    source: new DirectorySource({ dir: configDir, debounceMs: 20 }), xdsAddress: '127.0.0.1:0', logger: createLogger('silent'), endpointGraceMs: 500,
-    xdsCredentials: new IdentityProvider(identity).serverCredentials(),
+    source: new DirectorySource({ dir: configDir, debounceMs: 20 }), xdsAddress: '127.0.0.1:0', logger, endpointGraceMs: 500,
+    xdsCredentials: provider.serverCredentials(),
     authorizeStream: createStreamAuthorizer({ trustDomain: TRUST_DOMAIN, mode: 'STRICT' }),
-    trustBundle: identity.bundle,
+    trustBundle: certs.trust().bundle,
+    crl: certs.trust().crl,
+    issueCertificate: (namespace, serviceAccount) => certs.issueForProxy(namespace, serviceAccount),
   });
   await cp.start();
   const enroll = new EnrollServer(certs, identity);
   const caAddress = await enroll.listen('127.0.0.1:0');
+  // As palisade control: trust changes are pushed; a rotation phase re-issues the control plane's SVID.
+  const fresh = keepIdentityFresh(certs, provider, logger, (next) => enroll.setIdentity(next));
+  certs.onTrustChange((trust, cause) => {
+    cp.setTrust(trust);
+    if (cause === 'rotation-started' || cause === 'rotation-finished') void fresh.renewNow();
+  });
   const bundleFile = join(dir, 'bundle.pem');
   await writeFile(bundleFile, identity.bundle);
   const sidecars: Sidecar[] = [];
@@ -86,10 +98,44 @@ export async function startMesh(documents: string, options: { mode?: 'STRICT' | 
     },
     async close() {
       await Promise.all(sidecars.map((s) => s.close()));
+      fresh.stop();
       await enroll.close();
       await cp.close();
       await certs.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** What {@link mtlsGet} got: the HTTP answer and the serial of the certificate the server presented. */
+export interface MtlsReply {
+  readonly status: number;
+  readonly body: string;
+  /** The server's leaf serial as node prints it (uppercase hex). */
+  readonly serverSerial: string;
+}
+
+/**
+ * One GET over a fresh mTLS connection (no agent, no session reuse) to `address` (host:port),
+ * presenting `client` and verifying the server's chain against `ca` (its name is not checked:
+ * SVIDs carry SPIFFE IDs). Rejects on a refused handshake or a connection closed before the
+ * answer, or after 5 s.
+ */
+export function mtlsGet(address: string, client: { keyPem: string; chainPem: string; ca: string }, path: string, host: string): Promise<MtlsReply> {
+  const i = address.lastIndexOf(':');
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({
+      host: address.slice(0, i), port: Number(address.slice(i + 1)), path, headers: { host }, agent: false,
+      key: client.keyPem, cert: client.chainPem, ca: client.ca, checkServerIdentity: () => undefined,
+    }, (res) => {
+      const serverSerial = (res.socket as TLSSocket).getPeerCertificate().serialNumber;
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, serverSerial }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end();
+  });
 }

@@ -65,6 +65,9 @@ const CHANNEL_OPTIONS: Partial<ChannelOptions> = Object.freeze({
   // A connection of its own per stream (see the header comment).
   'grpc.use_local_subchannel_pool': 1,
   'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
+  // TLS: no SNI from an IP address (RFC 6066 forbids it; Node warns); the server is checked by
+  // its certificate (checkServerIdentity), not by this name.
+  'grpc.ssl_target_name_override': 'xds.palisade.invalid',
 });
 
 export class AdsClient extends EventEmitter<AdsClientEvents> {

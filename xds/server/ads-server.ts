@@ -67,10 +67,14 @@ export class AdsServer {
     return this.#streams.size;
   }
 
-  /** Binds `host:port` (port 0 picks one) and resolves with the bound port. */
-  listen(address: string): Promise<number> {
+  /**
+   * Binds `host:port` (port 0 picks one) and resolves with the bound port. Another call binds
+   * another port of the same server, e.g. a plaintext one next to the mTLS one
+   * (`credentials`; default the server's).
+   */
+  listen(address: string, credentials: ServerCredentials = this.#credentials): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.#server.bindAsync(address, this.#credentials, (err, port) => (err ? reject(err) : resolve(port)));
+      this.#server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
     });
   }
 

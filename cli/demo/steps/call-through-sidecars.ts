@@ -3,7 +3,9 @@
  * sending it to its own sidecar's outbound listener. The frontend sidecar routes it by Host
  * to the Service backend, whose endpoint is the backend sidecar's inbound listener (learnt
  * over EDS); that sidecar forwards it to the backend workload. The sidecars add an
- * x-request-id, which the backend sees.
+ * x-request-id, which the backend sees. The hop between the sidecars is mTLS: the backend
+ * sidecar verifies the frontend's SVID and tells the backend who called
+ * (x-forwarded-client-cert, URI=<frontend's SPIFFE ID>); a plaintext client is refused.
  */
 import { request } from 'node:http';
 import type { WorkloadReply } from '../http-workload.ts';
@@ -95,12 +97,24 @@ export const callThroughSidecars: DemoStep = {
       lines.push(`${n}. ${r.status} ${JSON.stringify(reply)}`);
     }
     if (ids.size !== REQUESTS) throw new Error(`the ${REQUESTS} requests did not get distinct x-request-ids`);
+    // The peer identity the request arrived with, as the backend sidecar verified it.
+    const expected = frontend.sidecar.identity?.spiffeId;
+    if (expected === undefined) throw new Error('the frontend sidecar has no identity: it did not enroll');
+    const probe = parseReply(await get(outbound, TARGET_HOST, TARGET_PATH, signal));
+    const xfcc = probe?.request['x-forwarded-client-cert'] ?? null;
+    const peer = /(?:^|;)URI=([^;,]+)/.exec(xfcc ?? '')?.[1] ?? null;
+    if (peer !== expected) throw new Error(`the backend saw peer identity ${peer ?? 'none'} (x-forwarded-client-cert ${JSON.stringify(xfcc)}), expected ${expected}: the hop was not mTLS`);
+    // STRICT: the backend sidecar's inbound takes no plaintext.
+    const plaintext = await get(backend.addresses.inbound, TARGET_HOST, TARGET_PATH, signal).then((r) => `answered ${r.status}`, (err: Error) => `refused (${err.message})`);
+    if (!plaintext.startsWith('refused')) throw new Error(`a plaintext request to the backend sidecar's inbound ${backend.addresses.inbound} ${plaintext}: the mesh is STRICT`);
     const inboundAfter = backendStats(await adminJson(backend.addresses.admin, signal));
     const viaInbound = inboundAfter - inboundBefore;
     if (viaInbound < REQUESTS) throw new Error(`the backend sidecar's inbound counted ${viaInbound} of the ${REQUESTS} requests: they did not pass through it`);
     lines.push(
       `path: frontend sidecar outbound ${outbound} → backend sidecar inbound ${backend.addresses.inbound} → backend workload ${backendWorkload.host}:${backendWorkload.port}`,
       `backend sidecar /stats: inbound requests +${viaInbound}; backend workload answered ${backendWorkload.requests - servedBefore}`,
+      `peer identity the backend saw: ${peer} (mTLS, verified by the backend sidecar against the mesh CA; x-forwarded-client-cert)`,
+      `plaintext straight to the backend sidecar's inbound: ${plaintext}, as the STRICT mesh says`,
     );
     return lines;
   },

@@ -12,7 +12,7 @@ export const resolveClient: DemoStep = {
   title: `resolve xds:///${ECHO_SERVICE_NAME} with a proxyless gRPC client`,
   timeoutMs: FIRST_REPLY_WITHIN_MS + 5000,
   async run(ctx, signal) {
-    const xdsServer = ctx.need(ctx.xdsAddress, 'control plane');
+    const xdsServer = ctx.need(ctx.grpcXdsAddress ?? ctx.xdsAddress, 'control plane');
     const client = new DemoClient({ target: `xds:///${ECHO_SERVICE_NAME}`, xdsServer, nodeId: DEMO_NODE_ID, namespace: 'default' });
     ctx.defer('gRPC client', () => client.close());
     ctx.client = client;

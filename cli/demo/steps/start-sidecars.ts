@@ -22,12 +22,15 @@ export const startSidecars: DemoStep = {
   skip: sidecarsSkip,
   async run(ctx, signal) {
     const xdsServer = ctx.need(ctx.xdsAddress, 'control plane');
+    const mesh = ctx.need(ctx.mesh, 'mesh CA');
     if (ctx.workloads.length === 0) throw new Error('no HTTP workloads: the step that starts them did not run');
     const logger = createLogger('warn', 'palisade-demo-sidecar');
     ctx.defer('sidecar log', () => logger.flush());
     const started = performance.now();
     for (const w of ctx.workloads) {
       const nodeId = sidecarNodeId(w.name);
+      // A one-time join token for this workload's identity, as `palisade certs token` mints it.
+      const { token } = await mesh.certs.tokens.mint({ namespace: 'default', serviceAccount: w.name, ttlMs: 10 * 60_000, actor: 'palisade-demo' });
       const parsed = parseBootstrap({
         node: { id: nodeId, service: w.name, namespace: 'default' },
         controlPlane: { address: xdsServer },
@@ -35,6 +38,7 @@ export const startSidecars: DemoStep = {
         workload: { address: `${w.host}:${w.port}` },
         outbound: { address: '127.0.0.1', port: 0 },
         admin: { address: '127.0.0.1', port: 0 },
+        identity: { caAddress: mesh.caAddress, trustBundle: mesh.bundleFile, joinToken: token },
       });
       if (!parsed.valid) throw new Error(`bootstrap of ${nodeId}: ${parsed.errors.join('; ')}`);
       const log = logger.child({ node: nodeId });
@@ -76,7 +80,8 @@ export const startSidecars: DemoStep = {
     }
     ctx.lookAround.push(`curl -H 'Host: backend:9090' http://${ctx.sidecars[0]!.addresses.outbound}/hello   frontend → backend through the sidecars`);
     return [
-      ...ctx.sidecars.map((s) => `${s.nodeId.padEnd(10)}  inbound ${s.addresses.inbound}  outbound ${s.addresses.outbound}  admin http://${s.addresses.admin}`),
+      ...ctx.sidecars.map((s) => `${s.nodeId.padEnd(10)}  inbound ${s.addresses.inbound} (mTLS)  outbound ${s.addresses.outbound}  admin http://${s.addresses.admin}`),
+      ...ctx.sidecars.map((s) => `${s.nodeId.padEnd(10)}  enrolled with a join token: ${s.sidecar.identity?.spiffeId ?? '(no identity)'}, valid until ${s.sidecar.identity?.notAfter.toISOString() ?? '-'}; xDS over mTLS`),
       `both ready (first complete xDS configuration applied) ${readyMs} ms after start; /ready answers 200`,
     ];
   },

@@ -48,6 +48,23 @@ describe('xDS stream authorization by SVID', () => {
     expect(permissive(node, info(null))).toBeNull();
   });
 
+  it('under STRICT serves cert-less streams only to the client kinds opened for the plaintext port', () => {
+    const withGrpc = createStreamAuthorizer({ trustDomain: 'mesh.local', mode: 'STRICT', plaintextKinds: ['grpc'] });
+    const grpcClient = create(NodeSchema, { id: 'grpc-1', userAgentName: 'grpc-node-js' });
+    expect(withGrpc(grpcClient, info(null))).toBeNull();
+    expect(withGrpc(sidecar({ 'palisade.io/namespace': 'shop' }), info(null))).toBe('a client certificate is required: the mesh mTLS mode is STRICT');
+    expect(withGrpc(create(NodeSchema, { id: 'envoy-1', userAgentName: 'envoy' }), info(null))).toBe('a client certificate is required: the mesh mTLS mode is STRICT');
+  });
+
+  it('follows the Mesh mode when it is given as a function', () => {
+    let mode: 'STRICT' | 'PERMISSIVE' = 'STRICT';
+    const live = createStreamAuthorizer({ trustDomain: 'mesh.local', mode: () => mode });
+    const node = sidecar({ 'palisade.io/namespace': 'shop' });
+    expect(live(node, info(null))).not.toBeNull();
+    mode = 'PERMISSIVE';
+    expect(live(node, info(null))).toBeNull();
+  });
+
   it('reads URI SANs and stated identities', () => {
     expect(peerUris(cert('DNS:a, URI:spiffe://x/ns/a/sa/b, IP Address:127.0.0.1'))).toEqual(['spiffe://x/ns/a/sa/b']);
     expect(peerUris(null)).toEqual([]);
