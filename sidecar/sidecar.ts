@@ -275,7 +275,10 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       this.#xds = new SidecarXds({
         bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, tls: this.#tls,
         apply: (client) => this.store.applyFrom(client),
-        onMeshMode: (mode) => this.#inbound.setPlaintext(mode === 'PERMISSIVE' ? 'accept' : 'refuse'),
+        // A sidecar without an identity serves plaintext only: the mode has nothing to enforce there.
+        onMeshMode: (mode) => {
+          if (this.#tls !== null) this.#inbound.setPlaintext(mode === 'PERMISSIVE' ? 'accept' : 'refuse');
+        },
       });
     } catch (err) {
       await this.close();

@@ -155,7 +155,11 @@ export class SidecarXds {
     if (mode === this.#meshMode) return;
     this.#meshMode = mode;
     this.#o.logger.info({ mode }, 'mesh mTLS mode');
-    this.#o.onMeshMode?.(mode);
+    try {
+      this.#o.onMeshMode?.(mode);
+    } catch (err) {
+      this.#o.logger.error({ err, mode }, 'applying the mesh mTLS mode failed');
+    }
   }
 
   #onSecret(): void {

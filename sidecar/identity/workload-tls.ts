@@ -16,18 +16,23 @@
 import { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { PeerCertificate } from 'node:tls';
-import { X509Crl } from '@peculiar/x509';
 import type { Logger } from 'pino';
 import { uriSans } from '../../certs/peer-identity.ts';
 import { parseSpiffeId } from '../../certs/spiffe.ts';
 import { renewalDelayMs, retryDelayMs } from '../../certs/renewal.ts';
-import '../../certs/x509.ts';
+import { x509 } from '../../certs/x509.ts';
 import type { Secret } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
 import type { DataSource } from '../../xds/gen/envoy/config/core/v3/base_pb.js';
 import { DEFAULT_CERTIFICATE_SECRET, normalizeSerial, ROOT_CA_SECRET, TlsSecrets } from '../tls/secrets.ts';
 import { renewWorkload, type WorkloadIdentity } from './enroll.ts';
 
-/** Upper bound of the random delay before renewing after the roots changed, ms. */
+/**
+ * After the roots changed, renew after ROOTS_CHANGED_RENEW_MIN_MS plus up to
+ * ROOTS_CHANGED_RENEW_JITTER_MS: the floor gives every peer time to apply the same push
+ * (and so trust the new root) before anyone presents a certificate from it; the jitter
+ * spreads a fleet's renewals.
+ */
+export const ROOTS_CHANGED_RENEW_MIN_MS = 1000;
 export const ROOTS_CHANGED_RENEW_JITTER_MS = 3000;
 
 export interface WorkloadTlsOptions {
@@ -97,7 +102,7 @@ export function parseRootCaSecret(secret: Secret): { bundlePem: string; revokedS
     const crls = crlText.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? [];
     if (crls.length === 0) throw new Error(`Secret ${JSON.stringify(secret.name)}: validation_context.crl holds no PEM CRL`);
     for (const pem of crls) {
-      const crl = new X509Crl(pem);
+      const crl = new x509.X509Crl(pem);
       for (const entry of crl.entries) revokedSerials.add(normalizeSerial(entry.serialNumber));
     }
   }
@@ -159,7 +164,7 @@ export class WorkloadTls extends EventEmitter<WorkloadTlsEvents> {
     const added = rootSet(next.bundlePem).split(',').some((r) => !this.#issuedUnder.split(',').includes(r));
     if (added || !chainsTo(this.#identity.chainPem, next.bundlePem)) {
       // A root rotation (a new root published, or ours retired): move to the new CA soon, not at the next half-life.
-      const delay = Math.floor(Math.random() * ROOTS_CHANGED_RENEW_JITTER_MS);
+      const delay = ROOTS_CHANGED_RENEW_MIN_MS + Math.floor(Math.random() * ROOTS_CHANGED_RENEW_JITTER_MS);
       this.#o.logger.info({ delayMs: delay }, 'the mesh roots changed: renewing the workload certificate');
       this.#schedule(delay);
     }

@@ -113,27 +113,37 @@ export interface MtlsReply {
   readonly body: string;
   /** The server's leaf serial as node prints it (uppercase hex). */
   readonly serverSerial: string;
+  /** Whether the handshake resumed `client.session`. */
+  readonly resumed: boolean;
+  /** The TLS session to resume on a later connection, if the server issued one. */
+  readonly session: Buffer | undefined;
 }
 
 /**
- * One GET over a fresh mTLS connection (no agent, no session reuse) to `address` (host:port),
- * presenting `client` and verifying the server's chain against `ca` (its name is not checked:
- * SVIDs carry SPIFFE IDs). Rejects on a refused handshake or a connection closed before the
- * answer, or after 5 s.
+ * One GET over a fresh mTLS connection (no agent; resuming `client.session` if given) to
+ * `address` (host:port), presenting `client` and verifying the server's chain against `ca` (its
+ * name is not checked: SVIDs carry SPIFFE IDs). Rejects on a refused handshake or a connection
+ * closed before the answer, or after 5 s.
  */
-export function mtlsGet(address: string, client: { keyPem: string; chainPem: string; ca: string }, path: string, host: string): Promise<MtlsReply> {
+export function mtlsGet(address: string, client: { keyPem: string; chainPem: string; ca: string; session?: Buffer }, path: string, host: string): Promise<MtlsReply> {
   const i = address.lastIndexOf(':');
+  let session: Buffer | undefined;
   return new Promise((resolve, reject) => {
     const req = httpsRequest({
       host: address.slice(0, i), port: Number(address.slice(i + 1)), path, headers: { host }, agent: false,
       key: client.keyPem, cert: client.chainPem, ca: client.ca, checkServerIdentity: () => undefined,
+      ...(client.session === undefined ? {} : { session: client.session }),
     }, (res) => {
-      const serverSerial = (res.socket as TLSSocket).getPeerCertificate().serialNumber;
+      const socket = res.socket as TLSSocket;
+      const serverSerial = socket.getPeerCertificate().serialNumber;
+      const resumed = socket.isSessionReused();
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, serverSerial }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, serverSerial, resumed, session: session ?? socket.getSession() }));
     });
+    // TLS 1.3 tickets arrive after the handshake, possibly before the answer.
+    req.on('socket', (socket) => socket.on('session', (s: Buffer) => (session = s)));
     req.setTimeout(5000, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
     req.end();
