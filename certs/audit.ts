@@ -1,6 +1,6 @@
 /**
  * Audit events for identity: every certificate issue, renewal and revocation, every root
- * rotation phase, and every join token minted, redeemed, refused or revoked goes through one
+ * rotation phase, an intermediate replaced offline, and every join token minted, redeemed, refused or revoked goes through one
  * interface, `AuditSink`. The ledger (a later issue) will implement it; until then
  * `JsonLinesAuditSink` appends one JSON object per line to a file.
  *
@@ -65,6 +65,20 @@ export interface RootRotationEvent extends AuditEventBase {
   newRootFingerprint: string;
 }
 
+/**
+ * The online intermediate was replaced offline (`palisade certs new-intermediate`), after its
+ * key or the KEK was lost: same root, new intermediate. Fingerprints are SHA-256 of the DER, hex.
+ */
+export interface IntermediateReplacedEvent extends AuditEventBase {
+  type: 'ca.intermediate.replaced';
+  rootFingerprint: string;
+  /** The replaced intermediate; absent when its certificate was gone too. */
+  oldIntermediateFingerprint?: string;
+  newIntermediateFingerprint: string;
+  /** `kept`, or `replaced` when a new KEK was created (`--new-kek`). */
+  kek: string;
+}
+
 /** A join token was minted. Never the secret: the id only. */
 export interface TokenMintedEvent extends AuditEventBase {
   type: 'token.minted';
@@ -105,6 +119,7 @@ export type AuditEvent =
   | CertRenewedEvent
   | CertRevokedEvent
   | RootRotationEvent
+  | IntermediateReplacedEvent
   | TokenMintedEvent
   | TokenRedeemedEvent
   | TokenRefusedEvent
@@ -121,6 +136,7 @@ const FIELDS: Readonly<Record<AuditEvent['type'], readonly string[]>> = {
   'cert.renewed': ['serial', 'previousSerial', 'spiffeId', 'notAfter', 'keyType'],
   'cert.revoked': ['serial', 'reason'],
   'root.rotation': ['phase', 'oldRootFingerprint', 'newRootFingerprint'],
+  'ca.intermediate.replaced': ['rootFingerprint', 'oldIntermediateFingerprint?', 'newIntermediateFingerprint', 'kek'],
   'token.minted': ['id', 'namespace', 'serviceAccount', 'expiresAt'],
   'token.redeemed': ['id', 'namespace', 'serviceAccount'],
   'token.refused': ['id?', 'reason', 'code'],
@@ -129,13 +145,14 @@ const FIELDS: Readonly<Record<AuditEvent['type'], readonly string[]>> = {
 
 const ISO_FIELDS = new Set(['time', 'notAfter', 'expiresAt']);
 const ROTATION_PHASES: readonly string[] = ['published-both', 'reissued', 'retired'];
+const KEK_OUTCOMES: readonly string[] = ['kept', 'replaced'];
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 /** Anything shaped like a join token's secret part (see join-token.ts): never written. */
 const LOOKS_LIKE_TOKEN = /pal1\.[0-9a-f]{16}\.[A-Za-z0-9_-]{43}/;
 
 /**
  * Checks an event against its type's schema: known `type`, every required field a non-empty
- * string, ISO times, a known rotation phase, no extra fields, no value shaped like a join
+ * string, ISO times, a known rotation phase and KEK outcome, no extra fields, no value shaped like a join
  * token. On success `result` is a copy with fields in schema order (stable output).
  */
 export function validateAuditEvent(event: unknown): { valid: true; result: AuditEvent } | { valid: false; errors: string[] } {
@@ -160,6 +177,7 @@ export function validateAuditEvent(event: unknown): { valid: true; result: Audit
     }
     if (ISO_FIELDS.has(name) && (!ISO_8601.test(value) || Number.isNaN(Date.parse(value)))) errors.push(`${type}.${name} must be an ISO 8601 time, got ${JSON.stringify(value)}`);
     if (name === 'phase' && !ROTATION_PHASES.includes(value)) errors.push(`${type}.phase must be one of ${ROTATION_PHASES.join(', ')}, got ${JSON.stringify(value)}`);
+    if (name === 'kek' && !KEK_OUTCOMES.includes(value)) errors.push(`${type}.kek must be one of ${KEK_OUTCOMES.join(', ')}, got ${JSON.stringify(value)}`);
     if (LOOKS_LIKE_TOKEN.test(value)) errors.push(`${type}.${name} holds a join token; audit events never carry secrets`);
     out[name] = value;
   }

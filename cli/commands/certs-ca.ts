@@ -38,7 +38,7 @@ const MAX_CA_TTL_MS = 100 * 365 * DAY;
 
 /** `87600h` for 10 years: the flag defaults, in the units `parseDuration` reads (ms, s, m, h). */
 const DEFAULT_ROOT_TTL = `${DEFAULT_ROOT_TTL_MS / HOUR}h`;
-const DEFAULT_INTERMEDIATE_TTL = `${DEFAULT_INTERMEDIATE_TTL_MS / HOUR}h`;
+export const DEFAULT_INTERMEDIATE_TTL = `${DEFAULT_INTERMEDIATE_TTL_MS / HOUR}h`;
 
 export const caHelp = `  init-root --trust-domain TD (--root-key-out FILE | --keep-root-key)
             [--state-dir DIR] [--key-type TYPE] [--root-ttl DURATION] [--intermediate-ttl DURATION]
@@ -57,12 +57,12 @@ export const caHelp = `  init-root --trust-domain TD (--root-key-out FILE | --ke
 `;
 
 export const caFlagsHelp = `  --trust-domain TD          the trust domain, e.g. example.org (init-root; inspect with --bundle)
-  --state-dir DIR            the control plane's state directory (init-root)  (default ${DEFAULT_STATE_DIR})
+  --state-dir DIR            the control plane's state directory (init-root, new-intermediate)  (default ${DEFAULT_STATE_DIR})
   --root-key-out FILE        write the root private key here, mode 0600; never overwrites (init-root)
   --keep-root-key            keep the root key in the keyring instead (init-root)
-  --key-type TYPE            ${KEY_TYPES.join(', ')}, for root and intermediate  (default ${DEFAULT_KEY_TYPE})
+  --key-type TYPE            ${KEY_TYPES.join(', ')}, for root and intermediate  (default ${DEFAULT_KEY_TYPE}; new-intermediate: the root's)
   --root-ttl DURATION        root lifetime; units ms, s, m, h (no d): 87600h = 10 years  (default ${DEFAULT_ROOT_TTL})
-  --intermediate-ttl DURATION  intermediate lifetime, at most the root's  (default ${DEFAULT_INTERMEDIATE_TTL})
+  --intermediate-ttl DURATION  intermediate lifetime, never past the root's notAfter  (default ${DEFAULT_INTERMEDIATE_TTL})
   --bundle BUNDLE            trust bundle (PEM roots) to verify an inspected chain against
 `;
 
@@ -157,7 +157,7 @@ export function humanDuration(ms: number): string {
   return `${s}s`;
 }
 
-function validityLine(c: CertificateSummary, now: Date): string {
+export function validityLine(c: CertificateSummary, now: Date): string {
   const before = Date.parse(c.notBefore);
   const after = Date.parse(c.notAfter);
   const state =
@@ -193,7 +193,7 @@ function certificateText(c: CertificateSummary, now: Date): string {
 }
 
 /** Reads a PEM file of certificates; throws (exit 1) naming the file when unreadable, not PEM, or malformed. */
-async function readCertificates(file: string, what: string): Promise<x509.X509Certificate[]> {
+export async function readCertificates(file: string, what: string): Promise<x509.X509Certificate[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -221,7 +221,7 @@ function checkTrustDomainFlag(value: string | undefined): string {
   return value;
 }
 
-function checkTtlFlag(flag: string, value: string): number {
+export function checkTtlFlag(flag: string, value: string): number {
   let ms: number;
   try {
     ms = Math.round(parseDuration(value));
@@ -232,7 +232,7 @@ function checkTtlFlag(flag: string, value: string): number {
   return ms;
 }
 
-async function exists(path: string): Promise<boolean> {
+export async function exists(path: string): Promise<boolean> {
   try {
     await lstat(path);
     return true;

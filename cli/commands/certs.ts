@@ -1,9 +1,11 @@
 /**
  * `palisade certs`: workload identity. Join tokens go through the control plane's admin API;
- * the CA commands (init-root, inspect, in certs-ca.ts) work on local files.
+ * the CA commands (init-root, inspect, in certs-ca.ts; new-intermediate, in
+ * certs-intermediate.ts) work on local files.
  *
  *   palisade certs init-root --trust-domain TD (--root-key-out FILE | --keep-root-key)   create the CA state
  *   palisade certs inspect FILE [--bundle BUNDLE --trust-domain TD]                     show / verify certificates
+ *   palisade certs new-intermediate --root-key FILE [--new-kek]                         replace a lost intermediate (certs-intermediate.ts)
  *   palisade certs token --namespace NS --service-account SA [--ttl 1h]   mint a one-time join token
  *   palisade certs tokens                                                 list join tokens (no secrets)
  *   palisade certs revoke-token ID                                        revoke an unused token
@@ -17,14 +19,15 @@ import { checkAddress, checkOutput, guard, parseFlags, UsageError } from '../arg
 import { formatTable } from '../table.ts';
 import { call, refusal } from './certs-admin.ts';
 import { caFlagsHelp, caHelp, initRoot, inspectFile } from './certs-ca.ts';
+import { newIntermediate, newIntermediateFlagsHelp, newIntermediateHelp } from './certs-intermediate.ts';
 import { rotateRoot, rotateRootFlagsHelp, rotateRootHelp } from './certs-rotate.ts';
 
-const SUBCOMMANDS = 'init-root, inspect, token, tokens, revoke-token, list, revoke or rotate-root';
+const SUBCOMMANDS = 'init-root, inspect, new-intermediate, token, tokens, revoke-token, list, revoke or rotate-root';
 
 export const help = `Usage: palisade certs <subcommand> [flags]
 
 Subcommands:
-${caHelp}  token --namespace NS --service-account SA [--ttl DURATION]
+${caHelp}${newIntermediateHelp}  token --namespace NS --service-account SA [--ttl DURATION]
                      mint a one-time join token for the identity
                      spiffe://<trust domain>/ns/NS/sa/SA; prints the token alone on stdout
                      (it is shown once: the control plane keeps only its hash)
@@ -40,7 +43,7 @@ Flags:
   --service-account SA       the workload's service account (token)
   --ttl DURATION             how long the token may be used, e.g. 30m, 24h; at most 7d (168h)  (default 1h)
   --reason TEXT              why a certificate is revoked (revoke)      (default unspecified)
-${caFlagsHelp}${rotateRootFlagsHelp}  --admin-address HOST:PORT  the control plane's admin address          (default 127.0.0.1:18001)
+${caFlagsHelp}${newIntermediateFlagsHelp}${rotateRootFlagsHelp}  --admin-address HOST:PORT  the control plane's admin address          (default 127.0.0.1:18001)
   -o, --output table|json    output format                              (default table)
   -h, --help                 this help
 `;
@@ -60,6 +63,7 @@ export function run(argv: string[]): Promise<number> {
     const [sub, ...rest] = argv;
     if (sub === 'init-root') return initRoot(rest);
     if (sub === 'rotate-root') return rotateRoot(rest);
+    if (sub === 'new-intermediate') return newIntermediate(rest);
     if (sub === 'inspect') return inspectFile(rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift() : undefined, rest);
     // revoke-token takes the id as its one positional argument.
     const positional = (sub === 'revoke-token' || sub === 'revoke') && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift()! : undefined;

@@ -44,6 +44,8 @@ const EVERY_TYPE: AuditEvent[] = [
   { type: 'root.rotation', time: TIME, actor: 'operator:alice', phase: 'published-both', oldRootFingerprint: FP_OLD, newRootFingerprint: FP_NEW },
   { type: 'root.rotation', time: TIME, actor: 'control-plane', phase: 'reissued', oldRootFingerprint: FP_OLD, newRootFingerprint: FP_NEW },
   { type: 'root.rotation', time: TIME, actor: 'operator:alice', phase: 'retired', oldRootFingerprint: FP_OLD, newRootFingerprint: FP_NEW },
+  { type: 'ca.intermediate.replaced', time: TIME, actor: 'operator:alice', rootFingerprint: FP_OLD, oldIntermediateFingerprint: FP_NEW, newIntermediateFingerprint: FP_OLD, kek: 'kept' },
+  { type: 'ca.intermediate.replaced', time: TIME, actor: 'operator:alice', rootFingerprint: FP_OLD, newIntermediateFingerprint: FP_NEW, kek: 'replaced' },
   { type: 'token.minted', time: TIME, actor: 'operator:alice', id: '0123456789abcdef', namespace: 'shop', serviceAccount: 'web', expiresAt: '2026-03-01T11:00:00.000Z' },
   { type: 'token.redeemed', time: TIME, actor: 'control-plane', id: '0123456789abcdef', namespace: 'shop', serviceAccount: 'web' },
   { type: 'token.refused', time: TIME, actor: 'control-plane', id: '0123456789abcdef', reason: 'used', code: 'PAL_ERR_CERTS_TOKEN_USED' },
@@ -126,10 +128,11 @@ describe('JsonLinesAuditSink', () => {
   });
 
   it.each([
-    ['an unknown type', { type: 'cert.stolen', time: TIME, actor: 'x' }, ['type must be one of cert.issued, cert.renewed, cert.revoked, root.rotation, token.minted, token.redeemed, token.refused, token.revoked, got "cert.stolen"']],
+    ['an unknown type', { type: 'cert.stolen', time: TIME, actor: 'x' }, ['type must be one of cert.issued, cert.renewed, cert.revoked, root.rotation, ca.intermediate.replaced, token.minted, token.redeemed, token.refused, token.revoked, got "cert.stolen"']],
     ['a missing field', { type: 'cert.revoked', time: TIME, actor: 'x', serial: '01' }, ['cert.revoked.reason must be a non-empty string, got undefined']],
     ['an empty actor', { type: 'token.revoked', time: TIME, actor: '', id: '0123456789abcdef' }, ['token.revoked.actor must be a non-empty string, got ""']],
     ['a non-ISO time', { type: 'token.revoked', time: 'yesterday', actor: 'x', id: '0123456789abcdef' }, ['token.revoked.time must be an ISO 8601 time, got "yesterday"']],
+    ['an unknown KEK outcome', { type: 'ca.intermediate.replaced', time: TIME, actor: 'x', rootFingerprint: FP_OLD, newIntermediateFingerprint: FP_NEW, kek: 'lost' }, ['ca.intermediate.replaced.kek must be one of kept, replaced, got "lost"']],
     ['an unknown rotation phase', { type: 'root.rotation', time: TIME, actor: 'x', phase: 'done', oldRootFingerprint: FP_OLD, newRootFingerprint: FP_NEW }, ['root.rotation.phase must be one of published-both, reissued, retired, got "done"']],
     [
       'an extra field (a spread token)',
