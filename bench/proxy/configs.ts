@@ -20,7 +20,8 @@ function nginxHttpCommon(prefix: string): string {
   scgi_temp_path ${tmp}/scgi;`;
 }
 
-function nginxMain(prefix: string, name: string, http: string): string {
+/** A whole nginx.conf: 1 worker, files under `prefix`, the `http` block's servers. Shared with bench/mtls-chain. */
+export function nginxMain(prefix: string, name: string, http: string): string {
   mkdirSync(join(prefix, 'tmp'), { recursive: true });
   return `# bench/proxy: ${name}
 worker_processes 1;
