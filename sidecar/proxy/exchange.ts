@@ -51,7 +51,7 @@ import { classifyUpstreamError } from '../upstream/upstream-result.ts';
 import type { UpstreamResult } from '../upstream/outlier-detector.ts';
 import { type CoarseTimer, coarseTimers } from '../timers/coarse-timers.ts';
 import { responseHeaders } from './hop-by-hop.ts';
-import { localReply } from './local-reply.ts';
+import { localReply, UPSTREAM_CONNECT_FAILURE, UPSTREAM_RESET } from './local-reply.ts';
 import { ReplayBody } from './replay-body.ts';
 import { hasBody, upstreamHeaders } from './upstream-headers.ts';
 
@@ -338,9 +338,9 @@ export class Exchange {
   }
 
   failLocal(result: Exclude<UpstreamResult, number>): void {
-    if (result === 'connect-failure') localReply(this.res, 502, 'upstream connect error');
+    if (result === 'connect-failure') localReply(this.res, 503, UPSTREAM_CONNECT_FAILURE);
     else if (result === 'timeout') localReply(this.res, 504, 'upstream request timeout');
-    else localReply(this.res, 502, 'upstream reset');
+    else localReply(this.res, 503, UPSTREAM_RESET);
   }
 
   /** The per-try timer is cleared whenever its attempt ends, so it always means the current one. */

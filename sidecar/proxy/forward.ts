@@ -14,8 +14,9 @@
  *     → endRequest(host), circuit.releaseRequest() once the exchange is over, whichever way it ends
  *
  * Local replies: 404 `no route`, 503 `cluster not found`, 503 `upstream overflow`, 503 `no
- * healthy upstream`, 502 `upstream connect error` (connect failure after retries), 502
- * `upstream reset` (reset before headers), 504 `upstream request timeout` (route timeout or
+ * healthy upstream`, 503 `upstream connect error or disconnect/reset before headers. reset
+ * reason: connection failure` (connect failure after retries; `…: connection termination` for a
+ * reset before headers), as Envoy's router answers both, 504 `upstream request timeout` (route timeout or
  * the last per-try timeout), 507 `exceeded request buffer limit while retrying upstream`.
  * All `text/plain`.
  *

@@ -3,6 +3,14 @@ import type { ServerResponse } from 'node:http';
 
 export const TEXT_PLAIN = 'text/plain';
 
+/**
+ * Envoy's local replies when no upstream response started: 503 with these bodies (its
+ * router's "upstream connect error or disconnect/reset before headers"), not 502, which
+ * Envoy keeps for upstream protocol errors.
+ */
+export const UPSTREAM_CONNECT_FAILURE = 'upstream connect error or disconnect/reset before headers. reset reason: connection failure';
+export const UPSTREAM_RESET = 'upstream connect error or disconnect/reset before headers. reset reason: connection termination';
+
 /** Answers `status` with a text body; when the response already started, cuts it instead. */
 export function localReply(res: ServerResponse, status: number, body: string): void {
   if (res.headersSent) {

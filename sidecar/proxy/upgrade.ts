@@ -12,7 +12,7 @@
  *       `connection: Upgrade` and the client's `upgrade`
  *     → upstream 101: relayed, then the two sockets piped both ways
  *       any other status: relayed (`connection: close`), body and all, then both closed
- *       no answer (connect failure, reset): 502 "upstream connect error" / "upstream reset";
+ *       no answer (connect failure, reset): 503 as Envoy ("upstream connect error or disconnect/reset before headers…");
  *       the route timeout before the response head: 504 "upstream request timeout"
  *
  * Once upgraded the connection is bytes: no route timeout (Envoy's applies until the
@@ -39,6 +39,7 @@ import { classifyUpstreamError } from '../upstream/upstream-result.ts';
 import { routeToCluster } from './route-target.ts';
 import { upstreamHeaders } from './upstream-headers.ts';
 import { responseHeaders } from './hop-by-hop.ts';
+import { UPSTREAM_CONNECT_FAILURE, UPSTREAM_RESET } from './local-reply.ts';
 
 /** What the inbound listener lets through to the workload, as Istio's inbound HttpConnectionManager. */
 export const INBOUND_UPGRADE_TYPES: readonly string[] = ['websocket'];
@@ -298,9 +299,9 @@ class UpgradeExchange {
       this.maybeFinish();
       return;
     }
-    if (result === 'connect-failure') localReply(this.down, this.respond, 502, 'upstream connect error');
+    if (result === 'connect-failure') localReply(this.down, this.respond, 503, UPSTREAM_CONNECT_FAILURE);
     else if (result === 'timeout') localReply(this.down, this.respond, 504, 'upstream request timeout');
-    else localReply(this.down, this.respond, 502, 'upstream reset');
+    else localReply(this.down, this.respond, 503, UPSTREAM_RESET);
     this.maybeFinish();
   }
 

@@ -6,6 +6,7 @@
  * keep going. Real sockets on 127.0.0.1, SVIDs from certs/ca.ts, an HttpListener terminating
  * mTLS as the upstream.
  */
+import { UPSTREAM_CONNECT_FAILURE } from '../../sidecar/proxy/local-reply.ts';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { create, type JsonObject } from '@bufbuild/protobuf';
 import { anyPack } from '@bufbuild/protobuf/wkt';
@@ -226,7 +227,7 @@ describe('upstream mTLS connections', () => {
     await expect(bare.pick()!.pool.request({ path: '/', method: 'GET' })).rejects.toThrow('cluster "api", transport socket "tlsMode-mtls" needs the SDS certificate secret "default", but the sidecar has no TLS secrets');
   });
 
-  it('answers 502 upstream connect error through the forwarder when the server fails verification', async () => {
+  it('answers 503 with Envoy\'s upstream connect error through the forwarder when the server fails verification', async () => {
     const c = mtlsCluster(secretsWith(pki, client, [server.serial]));
     const table = compile(routeConfig([{ name: 'all', domains: ['*'], routes: [toCluster('api')] }]));
     const forwarder = createForwarder({ getCluster: (n) => (n === 'api' ? c : undefined) });
@@ -234,7 +235,7 @@ describe('upstream mTLS connections', () => {
     const outPort = await outbound.listen('127.0.0.1', 0);
     try {
       const res = await fetch(`http://127.0.0.1:${outPort}/`);
-      expect([res.status, await res.text()]).toEqual([502, 'upstream connect error']);
+      expect([res.status, await res.text()]).toEqual([503, UPSTREAM_CONNECT_FAILURE]);
     } finally {
       await outbound.close();
     }

@@ -4,6 +4,7 @@
  * allow the upgrade type; a non-101 answer relayed and the connection closed. Real `ws` client
  * and server, a real HttpListener with the real forwarder and upgrader.
  */
+import { UPSTREAM_CONNECT_FAILURE } from '../../../sidecar/proxy/local-reply.ts';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import type http from 'node:http';
@@ -281,10 +282,10 @@ describe('upgrades that do not happen', () => {
     expect(reply).toBe('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
   });
 
-  it('answers 502 when the upstream refuses the connection', async () => {
+  it('answers 503 when the upstream refuses the connection', async () => {
     const before = clusters.get('dead')!.circuit.stats().activeRequests;
     const r = await refused('/dead');
-    expect([r.status, r.body]).toEqual([502, 'upstream connect error']);
+    expect([r.status, r.body]).toEqual([503, UPSTREAM_CONNECT_FAILURE]);
     await until('the condition', () => clusters.get('dead')!.circuit.stats().activeRequests === before);
   });
 

@@ -1,4 +1,5 @@
 /** The forwarder between a real node:http proxy server and real backends, all on 127.0.0.1:0. */
+import { UPSTREAM_CONNECT_FAILURE } from '../../../sidecar/proxy/local-reply.ts';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -357,11 +358,11 @@ describe('retries', () => {
     expect([r.status, r.body, one.seen.length]).toEqual([attempts === 2 ? 200 : status, String(attempts), attempts]);
   });
 
-  it('answers 502 "upstream connect error" after retrying a refused connection', async () => {
+  it('answers 503 "upstream connect error…" after retrying a refused connection', async () => {
     const c = cluster('dead', await deadPort());
     const port = await single([route(prefix('/'), 'dead', { retryPolicy: { retryOn: 'connect-failure', numRetries: 2 } })], [c]);
     const r = await call(port, { headers: { host: 'a.test' } });
-    expect([r.status, r.body]).toEqual([502, 'upstream connect error']);
+    expect([r.status, r.body]).toEqual([503, UPSTREAM_CONNECT_FAILURE]);
     const h = c.hosts[0]!;
     expect([h.totalRequests, h.totalErrors, h.activeRequests, c.circuit.activeRetries]).toEqual([3, 3, 0, 0]);
   });
@@ -370,7 +371,7 @@ describe('retries', () => {
     const c = cluster('dead', await deadPort(), { circuitBreakers: { thresholds: [{ maxRetries: 0 }] } });
     const port = await single([route(prefix('/'), 'dead', { retryPolicy: { retryOn: 'connect-failure', numRetries: 2 } })], [c]);
     const r = await call(port, { headers: { host: 'a.test' } });
-    expect([r.status, r.body, c.hosts[0]!.totalRequests, c.circuit.retryOverflows]).toEqual([502, 'upstream connect error', 1, 1]);
+    expect([r.status, r.body, c.hosts[0]!.totalRequests, c.circuit.retryOverflows]).toEqual([503, UPSTREAM_CONNECT_FAILURE, 1, 1]);
   });
 });
 
