@@ -37,6 +37,7 @@ export const ROOTS = [
   'envoy/extensions/filters/http/jwt_authn/v3/config.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'palisade/v1/mesh.proto',
+  'palisade/v1/policy.proto',
 ];
 
 /** Fields upstream protoc-gen-validate added after the copy grpc-js-xds ships. */
