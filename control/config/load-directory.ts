@@ -8,7 +8,7 @@
  * ConfigMap volume, whose visible files are symlinks into them (symlinks are followed).
  */
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { ConfigError, Result } from './config-error.ts';
 import { parseConfig } from './parse.ts';
 import type { Resource } from './schema.ts';
@@ -74,7 +74,32 @@ async function load(dir: string, directories: string[]): Promise<Result<DesiredS
     else errors.push(...parsed.errors);
   }
   if (errors.length > 0) return { valid: false, errors };
-  return buildState(resources);
+  const bundles = await readPolicyBundles(resources, errors);
+  if (errors.length > 0) return { valid: false, errors };
+  return buildState(resources, bundles);
+}
+
+/** Largest Policy bundle read, bytes (the palisade.v1.Policy proto's limit). */
+export const MAX_POLICY_BUNDLE_BYTES = 16 * 1024 * 1024;
+
+/** Reads each Policy's bundle file (relative to its document's file); problems go to `errors` at spec.bundle.file. */
+async function readPolicyBundles(resources: readonly Resource[], errors: ConfigError[]): Promise<Map<string, Uint8Array>> {
+  const out = new Map<string, Uint8Array>();
+  for (const r of resources) {
+    if (r.kind !== 'Policy') continue;
+    const file = resolve(dirname(r.source.file), r.spec.bundle.file);
+    const at = { file: r.source.file, index: r.source.index, path: '/spec/bundle/file' };
+    try {
+      const st = await stat(file);
+      if (!st.isFile()) errors.push({ ...at, message: `${file} is not a file` });
+      else if (st.size > MAX_POLICY_BUNDLE_BYTES) errors.push({ ...at, message: `${file} is ${st.size} bytes; a bundle may be at most ${MAX_POLICY_BUNDLE_BYTES}` });
+      else if (st.size === 0) errors.push({ ...at, message: `${file} is empty` });
+      else out.set(`${r.metadata.namespace}/${r.metadata.name}`, new Uint8Array(await readFile(file)));
+    } catch (err) {
+      errors.push({ ...at, message: (err as NodeJS.ErrnoException).code === 'ENOENT' ? `bundle file ${file} does not exist (build it with palisade policy build)` : `cannot read bundle file ${file}: ${(err as Error).message}` });
+    }
+  }
+  return out;
 }
 
 /** True if `name` ends in one of CONFIG_EXTENSIONS. */

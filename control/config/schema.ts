@@ -14,6 +14,8 @@ import type { MeshDocument, MeshResource } from './schema/mesh.ts';
 import { RouteSchema, checkRoute, normalizeRoute } from './schema/route.ts';
 import type { RouteDocument, RouteResource } from './schema/route.ts';
 import { ServiceSchema, checkService } from './schema/service.ts';
+import { PolicySchema } from './schema/policy.ts';
+import type { PolicyDocument, PolicyResource } from './schema/policy.ts';
 import type { ServiceDocument, ServiceResource } from './schema/service.ts';
 
 export {
@@ -22,6 +24,8 @@ export {
   DNS_LABEL_PATTERN,
   DNS_NAME_PATTERN,
   DURATION_PATTERN,
+  ENTRYPOINT_PATTERN,
+  INPUT_PATH_PATTERN,
   HEADER_NAME_PATTERN,
   HOST_PATTERN,
   LABEL_KEY_PATTERN,
@@ -70,17 +74,19 @@ export type {
   RouteSpec,
   RouteSpecDocument,
 } from './schema/route.ts';
+export { POLICY_MODES, PolicySchema, PolicySpecSchema } from './schema/policy.ts';
+export type { PolicyDocument, PolicyMode, PolicyResource, PolicySelector, PolicySpec, PolicySpecDocument } from './schema/policy.ts';
 export { regexProblem } from './schema/regex.ts';
 export type { SourceRef } from './config-error.ts';
 
 /** Every kind, in the order a configuration is usually read (and known kinds are listed). */
-export const KINDS = ['Mesh', 'Service', 'Route'] as const;
+export const KINDS = ['Mesh', 'Service', 'Route', 'Policy'] as const;
 export type Kind = (typeof KINDS)[number];
 
 /** A validated resource with defaults applied and its origin. */
-export type Resource = MeshResource | ServiceResource | RouteResource;
+export type Resource = MeshResource | ServiceResource | RouteResource | PolicyResource;
 /** A document as written (defaulted fields optional, no `source`). */
-export type ResourceDocument = MeshDocument | ServiceDocument | RouteDocument;
+export type ResourceDocument = MeshDocument | ServiceDocument | RouteDocument | PolicyDocument;
 
 /** What the validator needs to know about one kind. */
 export interface KindDefinition {
@@ -102,6 +108,7 @@ export const KIND_DEFINITIONS: Readonly<Record<Kind, KindDefinition>> = Object.f
   Mesh: define('Mesh', MeshSchema, null, null),
   Service: define('Service', ServiceSchema, checkService, null),
   Route: define('Route', RouteSchema, checkRoute, normalizeRoute),
+  Policy: define('Policy', PolicySchema, null, null),
 });
 
 /** True if `kind` names a known kind. */
@@ -125,4 +132,5 @@ export const JSON_SCHEMAS: Readonly<Record<Kind, Readonly<Record<string, unknown
   Mesh: toJsonSchema(MeshSchema),
   Service: toJsonSchema(ServiceSchema),
   Route: toJsonSchema(RouteSchema),
+  Policy: toJsonSchema(PolicySchema),
 });

@@ -6,7 +6,8 @@
  */
 import type { ConfigError, Result, SourceRef } from './config-error.ts';
 import { pointer } from './config-error.ts';
-import type { Backend, BackendDocument, MeshResource, Resource, RouteResource, ServiceResource } from './schema.ts';
+import { createHash } from 'node:crypto';
+import type { Backend, BackendDocument, MeshResource, PolicyResource, Resource, RouteResource, ServiceResource } from './schema.ts';
 
 /**
  * A consistent set of resources. Maps are keyed by `namespace/name` (see `serviceKey`) and
@@ -16,6 +17,9 @@ export interface DesiredState {
   mesh: MeshResource | null;
   services: Map<string, ServiceResource>;
   routes: Map<string, RouteResource>;
+  policies: Map<string, PolicyResource>;
+  /** Each Policy's bundle bytes (its spec.bundle.file as read with the config), by policy key. */
+  policyBundles: ReadonlyMap<string, Uint8Array>;
 }
 
 /** The key of a namespaced resource in `DesiredState` maps: `namespace/name`. */
@@ -41,7 +45,7 @@ export function resolveBackend(route: RouteResource, backend: Backend | BackendD
 
 /** A state with nothing in it. */
 export function emptyState(): DesiredState {
-  return { mesh: null, services: new Map(), routes: new Map() };
+  return { mesh: null, services: new Map(), routes: new Map(), policies: new Map(), policyBundles: new Map() };
 }
 
 /**
@@ -49,13 +53,14 @@ export function emptyState(): DesiredState {
  * resources collide (the error sits at the later one, the message names the earlier one)
  * and sit at the exact field of a dangling reference.
  */
-export function buildState(resources: readonly Resource[]): Result<DesiredState, ConfigError[]> {
+export function buildState(resources: readonly Resource[], policyBundles: ReadonlyMap<string, Uint8Array> = new Map()): Result<DesiredState, ConfigError[]> {
   const errors: ConfigError[] = [];
   const report = (source: SourceRef, path: string, message: string) => errors.push({ file: source.file, index: source.index, path, message });
 
   let mesh: MeshResource | null = null;
   const services = new Map<string, ServiceResource>();
   const routes = new Map<string, RouteResource>();
+  const policies = new Map<string, PolicyResource>();
 
   for (const r of resources) {
     const key = resourceKey(r);
@@ -71,7 +76,19 @@ export function buildState(resources: readonly Resource[]): Result<DesiredState,
       case 'Route':
         addUnique(routes, key, r, report);
         break;
+      case 'Policy':
+        addUnique(policies, key, r, report);
+        break;
     }
+  }
+
+  for (const [key, policy] of policies) {
+    (policy.spec.selector.services ?? []).forEach((name, i) => {
+      if (!services.has(serviceKey(policy.metadata.namespace, name))) {
+        report(policy.source, pointer('spec', 'selector', 'services', i), `Service ${JSON.stringify(name)} not found in namespace ${JSON.stringify(policy.metadata.namespace)}`);
+      }
+    });
+    if (!policyBundles.has(key)) report(policy.source, pointer('spec', 'bundle', 'file'), `the bundle ${JSON.stringify(policy.spec.bundle.file)} was not read`);
   }
 
   const hostOwners = new Map<string, RouteResource>();
@@ -99,7 +116,7 @@ export function buildState(resources: readonly Resource[]): Result<DesiredState,
   }
 
   if (errors.length > 0) return { valid: false, errors: errors.sort(bySource) };
-  return { valid: true, result: { mesh, services: sortByKey(services), routes: sortByKey(routes) } };
+  return { valid: true, result: { mesh, services: sortByKey(services), routes: sortByKey(routes), policies: sortByKey(policies), policyBundles } };
 }
 
 /**
@@ -116,6 +133,9 @@ export function canonicalState(state: DesiredState): string {
     mesh: state.mesh === null ? null : strip(state.mesh),
     services: sortedValues(state.services).map(strip),
     routes: sortedValues(state.routes).map(strip),
+    policies: sortedValues(state.policies).map(strip),
+    // The bundle's bytes, not its file name, decide whether a Policy changed.
+    policyBundles: [...state.policyBundles.keys()].sort().map((k) => [k, createHash('sha256').update(state.policyBundles.get(k)!).digest('hex')]),
   });
 }
 
@@ -129,7 +149,7 @@ export function canonicalJson(value: unknown): string {
   });
 }
 
-function addUnique<R extends ServiceResource | RouteResource>(
+function addUnique<R extends ServiceResource | RouteResource | PolicyResource>(
   map: Map<string, R>,
   key: string,
   resource: R,

@@ -6,10 +6,12 @@ import type { Message } from '@bufbuild/protobuf';
 import { create } from '@bufbuild/protobuf';
 import { MeshConfigSchema, MeshConfig_MtlsMode } from '../../xds/gen/palisade/v1/mesh_pb.js';
 import {
-  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
+  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
 } from '../../xds/resources/type-urls.ts';
 import { SecretSchema } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
 import type { DesiredState } from '../config/state.ts';
+import type { PolicyMode } from '../config/schema.ts';
+import { PolicySchema, Policy_Mode } from '../../xds/gen/palisade/v1/policy_pb.js';
 import { buildCluster } from './clusters.ts';
 import { grpcListeners, outboundListener } from './listeners.ts';
 import type { NodeTarget } from './node-kind.ts';
@@ -61,6 +63,10 @@ export function translate(state: DesiredState, target: NodeTarget, options: Tran
     [LISTENER_TYPE_URL]: listeners,
     [ROUTE_TYPE_URL]: [routes.routeConfig],
   };
+  if (target.kind === 'sidecar') {
+    const policies = sidecarPolicies(state, target.namespace);
+    if (policies.length > 0) out[POLICY_TYPE_URL] = policies;
+  }
   if (target.kind === 'sidecar' && state.mesh) {
     out[MESH_CONFIG_TYPE_URL] = [create(MeshConfigSchema, {
       name: state.mesh.metadata.name,
@@ -98,6 +104,27 @@ export function translate(state: DesiredState, target: NodeTarget, options: Tran
     }));
   }
   if (secrets.length > 0) out[SECRET_TYPE_URL] = secrets;
+  return out;
+}
+
+const POLICY_MODE: Record<PolicyMode, Policy_Mode> = { enforce: Policy_Mode.ENFORCE, 'dry-run': Policy_Mode.DRY_RUN, audit: Policy_Mode.AUDIT };
+
+/** The Policies of a sidecar group's namespace (each sidecar keeps those that select its Service), in key order. */
+function sidecarPolicies(state: DesiredState, namespace: string): Message[] {
+  const out: Message[] = [];
+  for (const [key, p] of state.policies) {
+    if (p.metadata.namespace !== namespace) continue;
+    out.push(create(PolicySchema, {
+      name: key,
+      mode: POLICY_MODE[p.spec.mode],
+      entrypoint: p.spec.entrypoint,
+      bundle: state.policyBundles.get(key) ?? new Uint8Array(),
+      services: [...(p.spec.selector.services ?? [])],
+      pathPrefixes: [...(p.spec.selector.pathPrefixes ?? [])],
+      cacheKeys: [...p.spec.cacheKeys],
+      decisionLogPercent: p.spec.decisionLogPercent,
+    }));
+  }
   return out;
 }
 

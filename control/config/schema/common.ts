@@ -50,6 +50,11 @@ export const SERVICE_REF_PATTERN = `^${LABEL}(?:\\.${LABEL})?$`;
  * gets "must be <phrase>, got <value>". Keyed by the pattern text, so a field's JSON Schema
  * `description` stays free for documentation.
  */
+/** An OPA entrypoint: rule path segments separated by '/', e.g. envoy/authz/allow. */
+export const ENTRYPOINT_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)*$';
+/** A dotted path into the authorization input, e.g. attributes.source.principal. */
+export const INPUT_PATH_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]*(?:\\.[A-Za-z0-9_-]+)*$';
+
 export const PATTERN_PHRASES: ReadonlyMap<string, string> = new Map([
   [DNS_LABEL_PATTERN, "a DNS-1123 label (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)"],
   [DNS_NAME_PATTERN, 'a lowercase DNS name (dot-separated DNS-1123 labels)'],
@@ -62,6 +67,8 @@ export const PATTERN_PHRASES: ReadonlyMap<string, string> = new Map([
   [ADDRESS_PATTERN, 'an IPv4 address, an IPv6 address or a DNS hostname'],
   [SERVICE_REF_PATTERN, 'a Service name, or name.namespace'],
   ['^/', "a path starting with '/'"],
+  [ENTRYPOINT_PATTERN, "an OPA entrypoint: rule names separated by '/', e.g. envoy/authz/allow"],
+  [INPUT_PATH_PATTERN, 'a dotted path into the authorization input, e.g. attributes.source.principal'],
 ]);
 
 /** A DNS-1123 label (resource names, namespaces). */
