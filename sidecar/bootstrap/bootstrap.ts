@@ -19,6 +19,8 @@
  *     trustBundle: ./bundle.pem        # PEM roots that authenticate the control plane
  *     joinToken: pal1.…                # or joinTokenFile: ./token (from palisade certs token)
  *     trustDomain: mesh.local          # default: the bundle root's spiffe:// URI SAN
+ *   policy:                            # optional: Policy bundles are accepted only with keys (issue #6)
+ *     verificationKeys: [./policy-signing.pub.pem]   # PEM public keys (SPKI) bundles must be signed by
  *
  * Validation names the file, the field and the value of every problem; unknown fields are
  * refused so a typo surfaces.
@@ -47,6 +49,8 @@ export interface SidecarBootstrap {
   readonly admin: { readonly address: string; readonly port: number };
   /** Enrollment settings; null runs without a workload certificate (plaintext mesh). */
   readonly identity: BootstrapIdentity | null;
+  /** Policy bundle verification: the files of the public keys bundles must be signed by. Empty: every Policy is refused (NACK). */
+  readonly policy: { readonly verificationKeys: readonly string[] };
 }
 
 export interface BootstrapIdentity {
@@ -111,7 +115,7 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
   const errors: string[] = [];
   const report = (path: string, msg: string) => errors.push(`${path}: ${msg}`);
   if (!isObj(doc)) return { valid: false, errors: [`the bootstrap must be a mapping, got ${show(doc)}`] };
-  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin', 'identity'], report);
+  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin', 'identity', 'policy'], report);
 
   const node = section(doc, 'node', report, true);
   only(node, 'node', ['id', 'service', 'namespace', 'serviceAccount', 'labels', 'locality'], report);
@@ -188,6 +192,17 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
     if (caAddress !== undefined && trustBundle !== undefined) identity = { caAddress, trustBundle, joinToken, joinTokenFile, trustDomain };
   }
 
+  const pol = section(doc, 'policy', report, false);
+  only(pol, 'policy', ['verificationKeys'], report);
+  const verificationKeys: string[] = [];
+  if (pol.verificationKeys !== undefined) {
+    if (!Array.isArray(pol.verificationKeys) || pol.verificationKeys.length === 0) report('policy.verificationKeys', `must be a non-empty list of PEM public key files, got ${show(pol.verificationKeys)}`);
+    else pol.verificationKeys.forEach((k: unknown, i: number) => {
+      if (typeof k !== 'string' || k === '') report(`policy.verificationKeys[${i}]`, `must be a file path, got ${show(k)}`);
+      else verificationKeys.push(k);
+    });
+  }
+
   const ports = [['inbound.port', inbound.port], ['outbound.port', outbound.port], ['admin.port', admin.port]] as const;
   for (let i = 0; i < ports.length; i++) {
     for (let j = i + 1; j < ports.length; j++) {
@@ -206,6 +221,7 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
       outbound,
       admin,
       identity,
+      policy: { verificationKeys },
     }),
   };
 }

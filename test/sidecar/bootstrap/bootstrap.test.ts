@@ -20,6 +20,8 @@ describe('sidecar bootstrap', () => {
       workload: { address: '127.0.0.1:8080' },
       outbound: { address: '127.0.0.1', port: 15001 },
       admin: { address: '127.0.0.1', port: 15000 },
+      // No keys: every Policy bundle is refused.
+      policy: { verificationKeys: [] },
     });
     expect(r.result.node.id).toMatch(/^web-/);
     expect(Object.isFrozen(r.result.node.labels)).toBe(true);
@@ -32,7 +34,10 @@ describe('sidecar bootstrap', () => {
     [{ ...MINIMAL, inbound: { port: 70000 } }, 'inbound.port: must be an integer 0..65535 (0 picks a free port), got 70000'],
     [{ ...MINIMAL, inbound: { advertiseAddress: '0.0.0.0' } }, 'inbound.advertiseAddress: must be an address peers can reach, got "0.0.0.0"'],
     [{ ...MINIMAL, admin: { port: 15001 } }, 'admin.port: must differ from outbound.port (both 15001)'],
-    [{ ...MINIMAL, outbund: {} }, 'outbund: unknown field; known fields: node, controlPlane, inbound, workload, outbound, admin, identity'],
+    [{ ...MINIMAL, policy: { verificationKeys: [] } }, 'policy.verificationKeys: must be a non-empty list of PEM public key files, got []'],
+    [{ ...MINIMAL, policy: { verificationKeys: [7] } }, 'policy.verificationKeys[0]: must be a file path, got 7'],
+    [{ ...MINIMAL, policy: { keys: ['a.pem'] } }, 'policy.keys: unknown field; known fields: verificationKeys'],
+    [{ ...MINIMAL, outbund: {} }, 'outbund: unknown field; known fields: node, controlPlane, inbound, workload, outbound, admin, identity, policy'],
     [{ ...MINIMAL, node: { service: 'web', labels: { version: 2 } } }, 'node.labels.version: must be a label value (string, up to 63 of [A-Za-z0-9-_.]), got 2'],
     [{ ...MINIMAL, controlPlane: { address: '127.0.0.1:0' } }, 'controlPlane.address: must be host:port with a port 1..65535, got "127.0.0.1:0"'],
     [{ ...MINIMAL, node: { service: 'web', serviceAccount: 'Web_SA' } }, 'node.serviceAccount: must be a service account name (lowercase DNS label), got "Web_SA"'],
@@ -40,6 +45,11 @@ describe('sidecar bootstrap', () => {
     const r = parseBootstrap(doc);
     expect(r.valid).toBe(false);
     if (!r.valid) expect(r.errors).toContain(error);
+  });
+
+  it('reads the policy verification key files', () => {
+    const r = parseBootstrap({ ...MINIMAL, policy: { verificationKeys: ['a.pub.pem', 'b.pub.pem'] } });
+    expect(r.valid && r.result.policy.verificationKeys).toEqual(['a.pub.pem', 'b.pub.pem']);
   });
 
   it('names the file and lists every problem when loading', async () => {
