@@ -15,6 +15,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   proxies: { summary: 'list connected proxies and what they ACKed or NACKed', load: () => import('./commands/proxies.ts') },
   sidecar: { summary: 'run the sidecar for one workload from a bootstrap file', load: () => import('./commands/sidecar.ts') },
   certs: { summary: 'workload identity: CA (init-root), join tokens, inspect certificates', load: () => import('./commands/certs.ts') },
+  policy: { summary: 'authorization policies: build signed wasm bundles, test Rego, signing keys', load: () => import('./commands/policy.ts') },
   demo: { summary: 'run the whole system on embedded defaults and show it working', load: () => import('./commands/demo.ts') },
 };
 
