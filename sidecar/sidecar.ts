@@ -33,6 +33,9 @@ import type { WorkloadIdentity } from './identity/enroll.ts';
 import { enrollWorkloadTls } from './identity/xds-credentials.ts';
 import type { WorkloadTls } from './identity/workload-tls.ts';
 import { TlsSecrets } from './tls/secrets.ts';
+import { InboundAuthz } from './authz/inbound-authz.ts';
+import { createPolicyValidator, loadVerificationKeys } from './authz/policy-validator.ts';
+import { POLICY_TYPE_URL } from '../xds/resources/type-urls.ts';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { create } from '@bufbuild/protobuf';
@@ -117,6 +120,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   readonly #inboundForwarder: Forwarder;
   readonly #outboundUpgrade: UpgradeHandler;
   readonly #inboundUpgrade: UpgradeHandler;
+  /** The Policies that judge inbound requests (issue #6). */
+  readonly #authz: InboundAuthz;
   #xds: SidecarXds | null = null;
   #phase: Phase = 'new';
   /** The outbound listener's route table in store.current, found once per swap, not per request. */
@@ -153,7 +158,13 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#inboundForwarder = createForwarder({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
     // Upgrades (WebSocket): inbound always lets them through to the workload; outbound as its HCM says.
     const inboundUpgrader = createUpgrader({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
-    this.#inboundUpgrade = (req, socket, head, respond) => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond);
+    this.#authz = new InboundAuthz({ service: this.#b.node.service, logger: this.#log.child({ component: 'authz' }), ownPrincipal: () => this.#tls?.identity.spiffeId ?? null });
+    this.#authz.on('applied', () => {
+      // The first policies in force may be what readiness waited for.
+      const current = this.store.current;
+      if (!this.#ready && current?.complete === true && this.#phase === 'running') this.#onSwap(current);
+    });
+    this.#inboundUpgrade = (req, socket, head, respond) => this.#authz.gateUpgrade(req, socket, respond, () => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond));
     this.#wireInbound(this.#inbound);
     const outboundUpgrader = createUpgrader({ getCluster: (name) => this.clusters.get(name) });
     this.#outboundUpgrade = (req, socket, head, respond) => {
@@ -174,7 +185,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   }
 
   #wireInbound(l: HttpListener): void {
-    l.setHandler((req, res) => this.#inboundForwarder.handle(req, res, this.#inboundTable));
+    l.setHandler((req, res) => this.#authz.gate(req, res, () => this.#inboundForwarder.handle(req, res, this.#inboundTable)));
     l.setUpgradeHandler(this.#inboundUpgrade);
   }
 
@@ -272,9 +283,12 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     // --- end workers ---
 
     try {
+      const policyKeys = await loadVerificationKeys(b.policy.verificationKeys);
       this.#xds = new SidecarXds({
         bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, tls: this.#tls,
         apply: (client) => this.store.applyFrom(client),
+        validators: { [POLICY_TYPE_URL]: createPolicyValidator(policyKeys) },
+        onPolicies: (policies) => void this.#authz.apply(policies),
         // A sidecar without an identity serves plaintext only: the mode has nothing to enforce there.
         onMeshMode: (mode) => {
           if (this.#tls !== null) this.#inbound.setPlaintext(mode === 'PERMISSIVE' ? 'accept' : 'refuse');
@@ -304,7 +318,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     // Removed: the listener left LDS. Back: the listener is in LDS and its routes arrived (warm).
     const inLds = this.#outboundInLds ? listener !== undefined : this.#outboundTable !== undefined;
     // A worker may get its configuration before start() ('new'): it binds ready.
-    if (!next.complete || this.#ready || this.#phase === 'draining') {
+    // Ready needs the policies in force too: nothing reaches the workload unjudged.
+    if (!next.complete || this.#ready || this.#phase === 'draining' || (this.#worker === null && !this.#authz.ready)) {
       this.#followLds(inLds);
       return;
     }
@@ -402,6 +417,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#ready = false;
     this.#xds?.close();
     this.#tls?.close();
+    this.#authz.close();
     this.store.removeAllListeners('swap');
     await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close(), ...[...this.#retiring].map((l) => l.close())]);
     await Promise.all([this.clusters.close(), this.#inboundCluster.close()]);
@@ -427,6 +443,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
         meshMode: this.meshMode, revokedSerials: this.secrets.validation()?.revokedSerials.size ?? 0,
       },
       xds: this.#xds?.stats(this.store.current?.version ?? null) ?? null,
+      authz: this.#authz.stats(),
     };
   }
 }

@@ -6,7 +6,9 @@
  */
 import type { Logger } from 'pino';
 import { AdsClient } from '../../xds/client/ads-client.ts';
-import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, SECRET_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, SECRET_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import type { Policy } from '../../xds/gen/palisade/v1/policy_pb.js';
+import type { ResourceValidator } from '../../xds/client/options.ts';
 import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
 import { sidecarNode } from '../bootstrap/node.ts';
 import { DependentSubscriptions } from './dependent-subscriptions.ts';
@@ -38,6 +40,13 @@ export interface SidecarXdsOptions {
   readonly apply: (client: AdsClient) => ApplyOutcome;
   /** The mesh mTLS mode from the MeshConfig resource, at each change (STRICT until one arrives). */
   readonly onMeshMode?: (mode: MeshMtlsMode) => void;
+  /** Extra ACK/NACK checks per type URL (the AdsClient's resource validators). */
+  readonly validators?: Partial<Record<string, ResourceValidator>>;
+  /**
+   * Subscribes palisade.v1.Policy and hands over every accepted state of it (all Policies of
+   * the namespace; empty when there are none).
+   */
+  readonly onPolicies?: (policies: Policy[]) => void;
 }
 
 export class SidecarXds {
@@ -61,6 +70,7 @@ export class SidecarXds {
     const client = new AdsClient({
       address: b.controlPlane.address, protocol: 'sotw', node: sidecarNode(b, options.inboundPort, false, options.version),
       ...(tls !== null ? { credentials: this.#credentials(tls) } : {}),
+      ...(options.validators !== undefined ? { validators: options.validators } : {}),
     });
     this.client = client;
     client.on('update', (typeUrl) => this.#onUpdate(typeUrl));
@@ -79,6 +89,7 @@ export class SidecarXds {
     client.subscribe(CLUSTER_TYPE_URL, '*');
     client.subscribe(LISTENER_TYPE_URL, '*');
     client.subscribe(MESH_CONFIG_TYPE_URL, '*');
+    if (options.onPolicies !== undefined) client.subscribe(POLICY_TYPE_URL, '*');
     if (tls !== null) {
       client.subscribe(SECRET_TYPE_URL, [ROOT_CA_SECRET]);
       // New connections to the control plane present the renewed SVID and trust the current roots.
@@ -134,6 +145,14 @@ export class SidecarXds {
     }
     if (typeUrl === SECRET_TYPE_URL) {
       this.#onSecret();
+      return;
+    }
+    if (typeUrl === POLICY_TYPE_URL) {
+      try {
+        this.#o.onPolicies?.([...this.client.state(POLICY_TYPE_URL).resources.values()].map((r) => r.message as Policy));
+      } catch (err) {
+        this.#o.logger.error({ err }, 'applying the policies failed');
+      }
       return;
     }
     try {

@@ -26,6 +26,9 @@ import { adminHandler } from '../admin/admin.ts';
 import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
 import { ConfigStore, snapshotInput } from '../config/config-store.ts';
 import { SidecarXds, type ApplyOutcome } from '../config/sidecar-xds.ts';
+import { selects } from '../authz/authz-config.ts';
+import type { Policy } from '../../xds/gen/palisade/v1/policy_pb.js';
+import { POLICY_TYPE_URL } from '../../xds/resources/type-urls.ts';
 import { configDumpOf, type SidecarSnapshot } from '../config/sidecar-snapshot.ts';
 import { HttpListener } from '../listeners/http-listener.ts';
 import { hostKey } from '../upstream/compile-cluster.ts';
@@ -135,7 +138,14 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
     if (this.#phase !== 'starting') throw new Error('the sidecar was closed while starting');
 
     try {
-      this.#xds = new SidecarXds({ bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.#apply(client) });
+      this.#xds = new SidecarXds({
+        bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, apply: (client) => this.#apply(client),
+        // Policies are evaluated by a single-process sidecar only: one selecting this workload is NACKed, never silently skipped.
+        validators: {
+          [POLICY_TYPE_URL]: (r) => (selects(r as Policy, b.node.service) ? [`${(r as Policy).name}: a sidecar with --workers N does not enforce policies yet; run this workload's sidecar as one process (--workers 1)`] : []),
+        },
+        onPolicies: () => undefined,
+      });
     } catch (err) {
       await this.close();
       throw err;

@@ -34,7 +34,7 @@ export interface TestMesh {
   /** Writes the config (Mesh + the given documents) and waits for nothing: the control plane watches the directory. */
   writeConfig(documents: string, mode?: 'STRICT' | 'PERMISSIVE'): Promise<void>;
   /** A sidecar of Service `service` (service account `service`) in front of the workload port, enrolled with a fresh join token, ready. */
-  startSidecar(service: string, workloadPort: number): Promise<{ sidecar: Sidecar; addresses: SidecarAddresses }>;
+  startSidecar(service: string, workloadPort: number, options?: { policyKeys?: readonly string[] }): Promise<{ sidecar: Sidecar; addresses: SidecarAddresses }>;
   close(): Promise<void>;
 }
 
@@ -79,7 +79,7 @@ export async function startMesh(documents: string, options: { mode?: 'STRICT' | 
   let n = 0;
   return {
     dir, configDir, certs, cp, caAddress, bundleFile, writeConfig,
-    async startSidecar(service, workloadPort) {
+    async startSidecar(service, workloadPort, options = {}) {
       const token = (await certs.tokens.mint({ namespace: 'default', serviceAccount: service, ttlMs: 600_000 })).token;
       const parsed = parseBootstrap({
         node: { id: `${service}-${++n}`, service },
@@ -88,6 +88,7 @@ export async function startMesh(documents: string, options: { mode?: 'STRICT' | 
         outbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 },
         workload: { address: `127.0.0.1:${workloadPort}` },
         identity: { caAddress, trustBundle: bundleFile, joinToken: token },
+        ...(options.policyKeys !== undefined ? { policy: { verificationKeys: [...options.policyKeys] } } : {}),
       });
       if (!parsed.valid) throw new Error(parsed.errors.join('; '));
       const sidecar = new Sidecar({ bootstrap: parsed.result, logger: pino({ level: 'silent' }), version: 'test', drainTimeoutMs: 1000 });

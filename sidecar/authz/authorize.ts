@@ -1,0 +1,131 @@
+/**
+ * Judges one inbound request by the AuthzConfig in force: every Policy whose path prefixes
+ * match, in name order, on one OPA-Envoy input built once. Per mode:
+ *
+ *   enforce  deny → the policy's http_status (default 403) and body; evaluation error → 500 (fail closed)
+ *   audit    as enforce, and every decision is logged
+ *   dry-run  the request is served whatever the decision; a would-be denial (or error) is logged
+ *
+ * The first denial answers; allowed decisions contribute OPA-Envoy `headers` (added to the
+ * upstream request) and `request_headers_to_remove`. A decision is looked up in the policy's
+ * cache first (bundle revision + its declared input keys); error decisions are never cached.
+ * Decision logs carry the policy, its bundle revision, the decision and the request's
+ * identity, sampled by decisionLogPercent (audit and dry-run denials: always).
+ */
+import type { Logger } from 'pino';
+import type { Decision, HeaderEntry } from '../../policies/decision.ts';
+import { buildInput, type EnvoyAuthzInput, type RequestDescription } from '../../policies/input.ts';
+import type { AuthzConfig, CompiledPolicy } from './authz-config.ts';
+
+export type AuthzOutcome =
+  | { readonly allowed: true; readonly addHeaders: readonly HeaderEntry[]; readonly removeHeaders: readonly string[] }
+  | { readonly allowed: false; readonly status: number; readonly body: string; readonly headers: readonly HeaderEntry[] };
+
+/** Counters per policy, for /stats. */
+export interface PolicyStats {
+  allowed: number;
+  denied: number;
+  errors: number;
+  /** Denials (and errors) dry-run served anyway. */
+  dryRunDenied: number;
+}
+
+const ALLOW_NOTHING: AuthzOutcome = Object.freeze({ allowed: true, addHeaders: Object.freeze([]), removeHeaders: Object.freeze([]) });
+
+export class Authorizer {
+  readonly #log: Logger;
+  readonly #stats = new Map<string, PolicyStats>();
+  readonly #random: () => number;
+
+  constructor(log: Logger, random: () => number = Math.random) {
+    this.#log = log;
+    this.#random = random;
+  }
+
+  /**
+   * The outcome for a request: `describe` is called only when some policy applies (a
+   * request no policy judges costs one prefix scan).
+   */
+  authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription): AuthzOutcome {
+    if (config.policies.length === 0) return ALLOW_NOTHING;
+    let input: EnvoyAuthzInput | null = null;
+    let add: HeaderEntry[] | null = null;
+    let remove: string[] | null = null;
+    for (const p of config.policies) {
+      if (p.pathPrefixes.length > 0 && !p.pathPrefixes.some((prefix) => pathOnly.startsWith(prefix))) continue;
+      input ??= buildInput(describe());
+      const decision = this.#decide(p, input);
+      const st = this.#statsOf(p.name);
+      const denied = decision.error || !decision.allowed;
+      if (p.mode === 'dry-run') {
+        if (denied) {
+          st.dryRunDenied++;
+          this.#logDecision(p, input, decision, 'would deny (dry-run: served)');
+        } else {
+          st.allowed++;
+          this.#sampled(p, input, decision);
+        }
+        continue;
+      }
+      if (decision.error) {
+        st.errors++;
+        this.#logDecision(p, input, decision, 'error: denied (fail closed)');
+        return { allowed: false, status: 500, body: `policy ${p.name} could not decide`, headers: [] };
+      }
+      if (!decision.allowed) {
+        st.denied++;
+        this.#logDecision(p, input, decision, 'deny');
+        const reason = decision.body ?? `denied by policy ${p.name}${decision.reason !== null ? `: ${decision.reason}` : ''}`;
+        return { allowed: false, status: decision.httpStatus ?? 403, body: reason, headers: decision.headers ?? [] };
+      }
+      st.allowed++;
+      if (p.mode === 'audit') this.#logDecision(p, input, decision, 'allow');
+      else this.#sampled(p, input, decision);
+      if (decision.headers !== null) (add ??= []).push(...decision.headers);
+      if (decision.requestHeadersToRemove !== null) (remove ??= []).push(...decision.requestHeadersToRemove);
+    }
+    return add === null && remove === null ? ALLOW_NOTHING : { allowed: true, addHeaders: add ?? [], removeHeaders: remove ?? [] };
+  }
+
+  /** Per policy: decisions and cache figures. */
+  stats(config: AuthzConfig): Record<string, PolicyStats & { revision: string; mode: string; cache: { hits: number; misses: number; size: number } | null }> {
+    const out: Record<string, PolicyStats & { revision: string; mode: string; cache: { hits: number; misses: number; size: number } | null }> = {};
+    for (const p of config.policies) {
+      out[p.name] = {
+        ...this.#statsOf(p.name), revision: p.revision, mode: p.mode,
+        cache: p.cache === null ? null : { hits: p.cache.hits, misses: p.cache.misses, size: p.cache.size },
+      };
+    }
+    return out;
+  }
+
+  #decide(p: CompiledPolicy, input: EnvoyAuthzInput): Decision {
+    const cache = p.cache;
+    if (cache === null) return p.engine.evaluate(input);
+    const key = cache.keyFor(p.revision, input);
+    const hit = cache.get(key);
+    if (hit !== undefined) return hit;
+    const decision = p.engine.evaluate(input);
+    if (!decision.error) cache.set(key, decision);
+    return decision;
+  }
+
+  #statsOf(name: string): PolicyStats {
+    let st = this.#stats.get(name);
+    if (st === undefined) this.#stats.set(name, (st = { allowed: 0, denied: 0, errors: 0, dryRunDenied: 0 }));
+    return st;
+  }
+
+  #sampled(p: CompiledPolicy, input: EnvoyAuthzInput, decision: Decision): void {
+    if (p.decisionLogPercent > 0 && this.#random() * 100 < p.decisionLogPercent) this.#logDecision(p, input, decision, decision.allowed ? 'allow' : 'deny');
+  }
+
+  #logDecision(p: CompiledPolicy, input: EnvoyAuthzInput, decision: Decision, result: string): void {
+    const http = input.attributes.request.http;
+    this.#log.info({
+      policy: p.name, revision: p.revision, mode: p.mode, decision: result,
+      reason: decision.reason ?? decision.body ?? undefined,
+      principal: input.attributes.source.principal || null, method: http.method, path: http.path, requestId: http.id,
+    }, 'policy decision');
+  }
+}
