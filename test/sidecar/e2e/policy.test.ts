@@ -135,3 +135,28 @@ describe('Policy enforcement on the inbound listener', () => {
     expect(JSON.stringify(proxy?.types['POLICY']?.lastNack ?? null)).toMatch(/digest mismatch/);
   });
 });
+
+describe('Policy hot swap under load', () => {
+  it('swaps v1 ⇄ v2 while requests flow: none fails, each is judged whole by one revision', async () => {
+    await publish(v1, 'enforce', 'v1');
+    let stop = false;
+    const seen = new Map<string, number>();
+    const failures: string[] = [];
+    const loop = async () => {
+      while (!stop) {
+        const r = await call('GET', '/api/items').catch((e: Error) => ({ status: 0, body: e.message, headers: {} }));
+        const authz = r.status === 200 ? (JSON.parse(r.body) as { authz: string | null }).authz : null;
+        // v1 and v2 both allow GET /api and tag it; anything else was judged by no (or a broken) policy.
+        if (r.status !== 200 || (authz !== 'v1' && authz !== 'v2')) failures.push(`${r.status} ${r.body.slice(0, 80)}`);
+        else seen.set(authz, (seen.get(authz) ?? 0) + 1);
+      }
+    };
+    const loops = Array.from({ length: 6 }, loop);
+    for (let i = 0; i < 6; i++) await publish(i % 2 === 0 ? v2 : v1, 'enforce', i % 2 === 0 ? 'v2' : 'v1');
+    stop = true;
+    await Promise.all(loops);
+    expect(failures).toEqual([]);
+    expect(seen.get('v1')).toBeGreaterThan(0);
+    expect(seen.get('v2')).toBeGreaterThan(0);
+  });
+});
