@@ -45,6 +45,8 @@ export class DemoContext {
   grpcXdsAddress: string | undefined;
   /** The mesh CA: sidecars enroll at `caAddress` with a join token and trust `bundleFile`. */
   mesh: { certs: CertsService; caAddress: string; bundleFile: string; trustDomain: string } | undefined;
+  /** The policy signing key pair: bundles are signed with `privatePem`; sidecars verify with `publicKeyFile`. */
+  policyKey: { privatePem: string; publicKeyFile: string } | undefined;
   /** Bound admin address, host:port. */
   adminAddress: string | undefined;
   client: DemoClient | undefined;

@@ -4,6 +4,7 @@
  * policies, quotas) and the e2e test (test/e2e/demo.test.ts) expects a ✓ line for each.
  */
 import type { DemoStep } from './step.ts';
+import { authorizeWithPolicy } from './steps/authorize-with-policy.ts';
 import { callThroughSidecars } from './steps/call-through-sidecars.ts';
 import { changeWeights } from './steps/change-weights.ts';
 import { listProxies } from './steps/list-proxies.ts';
@@ -27,5 +28,6 @@ export const DEMO_STEPS: readonly DemoStep[] = Object.freeze([
   startSidecars,
   registerSidecars,
   callThroughSidecars,
+  authorizeWithPolicy,
   listProxies,
 ]);

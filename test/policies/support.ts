@@ -8,7 +8,6 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { gzipSync } from 'node:zlib';
 import { readBundle } from '../../policies/bundle.ts';
 import { findOpa } from '../../policies/opa-binary.ts';
 
@@ -86,43 +85,8 @@ export async function opaEval(files: Record<string, string>, query: string, inpu
   return out.result?.[0]?.expressions[0]?.value;
 }
 
-export interface TarFile {
-  name: string;
-  data: Uint8Array;
-  /** ustar typeflag; default '0'. */
-  type?: string;
-  /** Link target, for type '2'. */
-  linkname?: string;
-}
-
-function octal(n: number, width: number): string {
-  return `${n.toString(8).padStart(width - 1, '0')}\0`;
-}
-
-/** A tiny ustar writer (names up to 100 bytes), gzip-compressed: enough to tamper with bundles. */
-export function writeTarGz(files: TarFile[]): Uint8Array {
-  const blocks: Buffer[] = [];
-  for (const f of files) {
-    const h = Buffer.alloc(512);
-    h.write(f.name, 0, 100, 'utf8');
-    h.write(octal(0o644, 8), 100);
-    h.write(octal(0, 8), 108);
-    h.write(octal(0, 8), 116);
-    h.write(octal(f.data.length, 12), 124);
-    h.write(octal(0, 12), 136);
-    h.write(' '.repeat(8), 148);
-    h.write(f.type ?? '0', 156);
-    if (f.linkname !== undefined) h.write(f.linkname, 157, 100);
-    h.write('ustar\0', 257);
-    h.write('00', 263);
-    let sum = 0;
-    for (const b of h) sum += b;
-    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-    blocks.push(h, Buffer.from(f.data), Buffer.alloc((512 - (f.data.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return new Uint8Array(gzipSync(Buffer.concat(blocks)));
-}
+export { writeTarGz, type TarFile } from '../../policies/tar-writer.ts';
+import { writeTarGz, type TarFile } from '../../policies/tar-writer.ts';
 
 /** The bundle's files, in order, as TarFiles (leading "/" kept, as opa writes them). */
 export function bundleFiles(bundle: Uint8Array): TarFile[] {

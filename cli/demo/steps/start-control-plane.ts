@@ -12,7 +12,9 @@ import { AdminServer } from '../../../control/admin/admin-server.ts';
 import { DirectorySource } from '../../../control/config/source.ts';
 import { ControlPlane } from '../../../control/control-plane.ts';
 import { createLogger } from '../../../control/log.ts';
-import { rm } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createStreamAuthorizer } from '../../../control/security/stream-authorizer.ts';
 import { createDemoCa, serveDemoCa } from '../mesh-ca.ts';
 import { DEMO_TRUST_DOMAIN } from '../sample-config.ts';
@@ -52,6 +54,11 @@ export const startControlPlane: DemoStep = {
     const served = await serveDemoCa(ca, cp, logger);
     ctx.defer('CA endpoint', () => served.stop());
     ctx.mesh = { certs: ca.certs, caAddress: served.address, bundleFile: ca.bundleFile, trustDomain: DEMO_TRUST_DOMAIN };
+    // The key policy bundles are signed with (as palisade policy keygen makes it); sidecars trust its public half.
+    const policyKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const publicKeyFile = join(ca.stateDir, 'policy-signing.pub.pem');
+    await writeFile(publicKeyFile, policyKey.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    ctx.policyKey = { privatePem: policyKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, publicKeyFile };
     const adminServer = new AdminServer(cp, ca.certs);
     let adminBound: string;
     try {

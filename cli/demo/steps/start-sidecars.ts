@@ -39,6 +39,7 @@ export const startSidecars: DemoStep = {
         outbound: { address: '127.0.0.1', port: 0 },
         admin: { address: '127.0.0.1', port: 0 },
         identity: { caAddress: mesh.caAddress, trustBundle: mesh.bundleFile, joinToken: token },
+        ...(ctx.policyKey !== undefined ? { policy: { verificationKeys: [ctx.policyKey.publicKeyFile] } } : {}),
       });
       if (!parsed.valid) throw new Error(`bootstrap of ${nodeId}: ${parsed.errors.join('; ')}`);
       const log = logger.child({ node: nodeId });
