@@ -12,6 +12,11 @@
  * (`envoy@td:ns:sa/<namespace>`, node-kind.ts); the control plane issues that identity a key
  * and SVID (`issueCertificate`), serves them only in that group as the SDS Secret `default`,
  * and re-issues at renewAt while a stream of the identity is open.
+ *
+ * With admission control (control/admission) every state from the source (and the first)
+ * is reviewed by signed OPA bundles before it is translated: mutations apply, a denial
+ * refuses the change as an invalid config does. Re-applies of the state in force (new
+ * registered endpoints, new trust) are not reviewed again.
  */
 import { ServerCredentials } from '@grpc/grpc-js';
 import type { StreamAuthorizer } from '../xds/server/callbacks.ts';
@@ -26,6 +31,8 @@ import { formatConfigError } from './config/config-error.ts';
 import type { ResourceSource } from './config/source.ts';
 import type { DesiredState } from './config/state.ts';
 import { InvalidTranslationError } from './errors.ts';
+import type { AdmissionController, AdmissionReview } from './admission/admission-controller.ts';
+import { AdmissionDeniedError } from './admission/errors.ts';
 import { Inventory } from './inventory/inventory.ts';
 import { EndpointRegistry, parseRegistration } from './registry/endpoint-registry.ts';
 import { withRegisteredEndpoints } from './registry/merge.ts';
@@ -66,6 +73,13 @@ export interface ControlPlaneOptions {
    * get no `default`.
    */
   issueCertificate?: IssueCertificate;
+  /**
+   * Admission control: every incoming state is reviewed (mutated, then validated) by these
+   * bundles before it is applied; a denial refuses it. None: states apply as read.
+   */
+  admission?: AdmissionController;
+  /** With `admission`: review, log and report (status.admission) but enforce nothing; states apply as read. Default false. */
+  admissionDryRun?: boolean;
 }
 
 /** A key and certificate the CA issued to an identity the control plane holds for an Envoy. */
@@ -105,6 +119,22 @@ export interface StateStatus {
   lastRejection: { at: string; errors: string[] } | null;
   publishes: number;
   rejections: number;
+  /** The last admission review; null without admission control. */
+  admission: AdmissionStatus | null;
+}
+
+/** What admission control decided about the last incoming state. */
+export interface AdmissionStatus {
+  /** When it was reviewed, ISO 8601. */
+  at: string;
+  /** Dry run: reported, not enforced. */
+  dryRun: boolean;
+  /** Whether the state was (or, in a dry run, would have been) accepted. */
+  allowed: boolean;
+  /** `FILE#INDEX Kind ns/name: denied by BUNDLE: REASON`, one per reason, and reference errors the mutations caused. */
+  denied: string[];
+  /** Each patch a bundle applied (or, in a dry run, would have applied). */
+  mutated: Array<{ resource: string; source: string; bundle: string; patch: unknown[] }>;
 }
 
 export class ControlPlane {
@@ -129,7 +159,11 @@ export class ControlPlane {
   readonly #identities = new Map<string, IdentityEntry>();
   #closed = false;
   #xdsPort = 0;
-  readonly status: StateStatus = { appliedAt: null, lastRejection: null, publishes: 0, rejections: 0 };
+  readonly #admission: AdmissionController | null;
+  readonly #admissionDryRun: boolean;
+  /** The source state admission last refused: a 'recovered' to it is no recovery. */
+  #refused: DesiredState | null = null;
+  readonly status: StateStatus = { appliedAt: null, lastRejection: null, publishes: 0, rejections: 0, admission: null };
 
   constructor(options: ControlPlaneOptions) {
     this.#source = options.source;
@@ -139,6 +173,8 @@ export class ControlPlane {
     this.#trustBundle = options.trustBundle ?? null;
     this.#crl = options.crl ?? null;
     this.#issue = options.issueCertificate ?? null;
+    this.#admission = options.admission ?? null;
+    this.#admissionDryRun = options.admissionDryRun ?? false;
     const inventory = this.inventory;
     const log = this.#log;
     this.registry = new EndpointRegistry({
@@ -189,7 +225,12 @@ export class ControlPlane {
   /** Loads the first state (rejects if it is invalid), then serves ADS. Resolves with the bound port. */
   async start(): Promise<number> {
     await this.#source.start();
-    const first = this.#source.current();
+    const admitted = this.#admit(this.#source.current());
+    if (Array.isArray(admitted)) {
+      await this.#source.close(); // its watchers would keep a refused process alive
+      throw new AdmissionDeniedError(admitted);
+    }
+    const first = admitted;
     const problems = this.#check(first);
     if (problems.length > 0) throw new InvalidTranslationError(problems);
     this.#base = first;
@@ -198,6 +239,7 @@ export class ControlPlane {
     this.#source.on('update', (state) => this.apply(state));
     this.#source.on('rejected', (errors) => this.#reject(errors.map(formatConfigError)));
     this.#source.on('recovered', () => {
+      if (this.#refused !== null && this.#source.current() === this.#refused) return; // valid again, but still denied
       this.status.lastRejection = null;
       this.#log.info('configuration valid again; unchanged from the configuration in force');
     });
@@ -227,10 +269,48 @@ export class ControlPlane {
   }
 
   /**
-   * Translates a new state (plus the endpoints sidecars registered) for every known group
-   * and publishes it, or refuses it whole.
+   * Reviews a new state with admission control (when configured), then translates it (plus
+   * the endpoints sidecars registered) for every known group and publishes it; or refuses it
+   * whole (a denial, a translation problem). False when refused.
    */
   apply(base: DesiredState): boolean {
+    const admitted = this.#admit(base);
+    if (Array.isArray(admitted)) {
+      this.#refused = base;
+      this.#reject(admitted);
+      return false;
+    }
+    this.#refused = null;
+    return this.#publish(admitted);
+  }
+
+  /**
+   * The state to apply after admission (mutated, or as read in a dry run), or the denials.
+   * Records the review in status.admission and logs what it denied or changed.
+   */
+  #admit(state: DesiredState): DesiredState | string[] {
+    if (this.#admission === null) return state;
+    const review: AdmissionReview = this.#admission.review(state, this.#base ?? null);
+    const dryRun = this.#admissionDryRun;
+    this.status.admission = {
+      at: new Date().toISOString(),
+      dryRun,
+      allowed: review.allowed,
+      denied: [...review.errors],
+      mutated: review.mutations.map((m) => ({ resource: m.resource, source: `${m.source.file}#${m.source.index}`, bundle: m.bundle, patch: [...m.patch] })),
+    };
+    if (review.mutations.length > 0) {
+      this.#log.info({ dryRun, mutated: this.status.admission.mutated }, dryRun ? 'admission would mutate resources (dry run: not applied)' : 'admission mutated resources');
+    }
+    if (dryRun) {
+      if (!review.allowed) this.#log.warn({ errors: review.errors }, 'admission would deny this configuration (dry run: applied anyway)');
+      return state;
+    }
+    return review.allowed ? review.state : [...review.errors];
+  }
+
+  /** Translates an admitted state for every known group and publishes it, or refuses it whole. */
+  #publish(base: DesiredState): boolean {
     const state = withRegisteredEndpoints(base, this.registry.endpoints());
     const groups = this.cache.groups();
     const built = new Map<string, Snapshot>();
@@ -270,7 +350,7 @@ export class ControlPlane {
     this.#trustBundle = trust.bundle;
     this.#crl = trust.crl;
     if (!this.#base) return false;
-    if (this.apply(this.#base)) return true;
+    if (this.#publish(this.#base)) return true;
     this.#trustBundle = previous.bundle;
     this.#crl = previous.crl;
     return false;
@@ -281,7 +361,7 @@ export class ControlPlane {
     if (this.#registryApply || !this.#base) return;
     this.#registryApply = setImmediate(() => {
       this.#registryApply = undefined;
-      if (this.#base) this.apply(this.#base);
+      if (this.#base) this.#publish(this.#base);
     });
   }
 

@@ -68,6 +68,9 @@ function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** An entrypoint's raw value (undefined: the rule is undefined), or why there is none. */
+export type RawResult = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly reason: string };
+
 export class PolicyEngine {
   /** The bundle's manifest revision. */
   readonly revision: string;
@@ -131,6 +134,26 @@ export class PolicyEngine {
       return toDecision((rs[0] as { result?: unknown }).result);
     } catch (e) {
       return errorDecision(`policy evaluation failed: ${message(e)}`);
+    } finally {
+      this.#free.push(policy);
+    }
+  }
+
+  /**
+   * Evaluates the entrypoint on `input` and returns the rule's value as OPA computed it, not
+   * read as an authorization Decision (admission rules answer sets and arrays). `value` is
+   * undefined when the rule is undefined for this input. Synchronous, never throws.
+   */
+  evaluateRaw(input: unknown): RawResult {
+    if (this.#closed) return { ok: false, reason: 'policy engine is closed' };
+    const policy = this.#free.pop();
+    if (policy === undefined) return { ok: false, reason: 'no free policy instance (re-entrant evaluation)' };
+    try {
+      const rs: unknown = policy.evaluate(input, this.#entrypointId);
+      if (!Array.isArray(rs) || rs.length === 0) return { ok: true, value: undefined };
+      return { ok: true, value: (rs[0] as { result?: unknown }).result };
+    } catch (e) {
+      return { ok: false, reason: `policy evaluation failed: ${message(e)}` };
     } finally {
       this.#free.push(policy);
     }

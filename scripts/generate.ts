@@ -38,6 +38,7 @@ export const ROOTS = [
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'palisade/v1/mesh.proto',
   'palisade/v1/policy.proto',
+  'palisade/v1/request_authentication.proto',
 ];
 
 /** Fields upstream protoc-gen-validate added after the copy grpc-js-xds ships. */

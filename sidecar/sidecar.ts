@@ -35,7 +35,8 @@ import type { WorkloadTls } from './identity/workload-tls.ts';
 import { TlsSecrets } from './tls/secrets.ts';
 import { InboundAuthz } from './authz/inbound-authz.ts';
 import { createPolicyValidator, loadVerificationKeys } from './authz/policy-validator.ts';
-import { POLICY_TYPE_URL } from '../xds/resources/type-urls.ts';
+import { POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL } from '../xds/resources/type-urls.ts';
+import { createRequestAuthenticationValidator } from './authn/request-authentication-validator.ts';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { create } from '@bufbuild/protobuf';
@@ -158,7 +159,11 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#inboundForwarder = createForwarder({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
     // Upgrades (WebSocket): inbound always lets them through to the workload; outbound as its HCM says.
     const inboundUpgrader = createUpgrader({ getCluster: (name) => (name === inboundName ? inboundCluster : undefined) });
-    this.#authz = new InboundAuthz({ service: this.#b.node.service, logger: this.#log.child({ component: 'authz' }), ownPrincipal: () => this.#tls?.identity.spiffeId ?? null });
+    this.#authz = new InboundAuthz({
+      service: this.#b.node.service, logger: this.#log.child({ component: 'authz' }), ownPrincipal: () => this.#tls?.identity.spiffeId ?? null,
+      // Workers get no xDS stream of their own: only the single-process sidecar waits for it.
+      authentication: this.#worker === null,
+    });
     this.#authz.on('applied', () => {
       // The first policies in force may be what readiness waited for.
       const current = this.store.current;
@@ -287,8 +292,9 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       this.#xds = new SidecarXds({
         bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, tls: this.#tls,
         apply: (client) => this.store.applyFrom(client),
-        validators: { [POLICY_TYPE_URL]: createPolicyValidator(policyKeys) },
+        validators: { [POLICY_TYPE_URL]: createPolicyValidator(policyKeys), [REQUEST_AUTHENTICATION_TYPE_URL]: createRequestAuthenticationValidator() },
         onPolicies: (policies) => void this.#authz.apply(policies),
+        onRequestAuthentications: (resources) => this.#authz.applyAuthentication(resources),
         // A sidecar without an identity serves plaintext only: the mode has nothing to enforce there.
         onMeshMode: (mode) => {
           if (this.#tls !== null) this.#inbound.setPlaintext(mode === 'PERMISSIVE' ? 'accept' : 'refuse');

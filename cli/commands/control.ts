@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { DirectorySource } from '../../control/config/source.ts';
 import { parseDuration } from '../../control/config/schema.ts';
 import { ControlPlane } from '../../control/control-plane.ts';
+import { AdmissionController } from '../../control/admission/admission-controller.ts';
 import { AdminServer } from '../../control/admin/admin-server.ts';
 import { CertsService } from '../../control/certs/certs-service.ts';
 import { createStreamAuthorizer } from '../../control/security/stream-authorizer.ts';
@@ -53,6 +54,15 @@ Flags:
   --ca-address HOST:PORT  HTTPS endpoint where workloads enroll (join token + CSR →
                           SVID); served only once the state dir has a CA
                           (palisade certs init-root)                       (default ${DEFAULTS.caAddress})
+  --admission-bundle FILE signed OPA wasm bundle with admission/deny and/or
+                          admission/patch rules run on every incoming resource
+                          (repeatable; patches apply in the order given). Needs
+                          --admission-verification-key; an unsigned bundle, or one
+                          that does not verify, stops the start (docs/admission.md)
+  --admission-verification-key FILE
+                          PEM public key the admission bundles must be signed with
+  --admission-dry-run     review and report admission decisions (log, /api/v1/state)
+                          without enforcing them: configuration applies as read
   --log-level LEVEL       ${LOG_LEVELS.join('|')}  (default ${DEFAULTS.logLevel})
   -h, --help              this help
 
@@ -71,6 +81,9 @@ export function run(argv: string[]): Promise<number> {
       'state-dir': { type: 'string', default: DEFAULTS.stateDir },
       'ca-address': { type: 'string', default: DEFAULTS.caAddress },
       'log-level': { type: 'string', default: DEFAULTS.logLevel },
+      'admission-bundle': { type: 'string', multiple: true },
+      'admission-verification-key': { type: 'string' },
+      'admission-dry-run': { type: 'boolean', default: false },
     });
     const level = flags['log-level'] as LogLevel;
     if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
@@ -91,6 +104,15 @@ export function run(argv: string[]): Promise<number> {
     const adminAddress = checkAddress('--admin-address', flags['admin-address']);
     const plaintextXds = flags['xds-plaintext-address'] === undefined ? null : checkAddress('--xds-plaintext-address', flags['xds-plaintext-address']);
     const caAddress = checkAddress('--ca-address', flags['ca-address']);
+    const admissionBundles = flags['admission-bundle'] ?? [];
+    const admissionKey = flags['admission-verification-key'];
+    if (admissionBundles.length > 0 && admissionKey === undefined) {
+      throw new UsageError('--admission-bundle needs --admission-verification-key PUB.pem: unsigned admission bundles are refused');
+    }
+    if (admissionBundles.length === 0 && admissionKey !== undefined) throw new UsageError('--admission-verification-key is given but no --admission-bundle');
+    if (admissionBundles.length === 0 && flags['admission-dry-run']) throw new UsageError('--admission-dry-run needs at least one --admission-bundle');
+    // Verified before anything listens: a bundle that does not verify stops the start.
+    const admission = admissionKey === undefined ? null : await AdmissionController.fromFiles(admissionBundles, admissionKey);
 
     const logger = createLogger(level);
     const source = new DirectorySource({ dir: resolve(flags.config), debounceMs });
@@ -104,6 +126,7 @@ export function run(argv: string[]): Promise<number> {
     const meshMode = () => cp.state?.mesh?.spec.mtls.mode ?? 'STRICT';
     const cp: ControlPlane = new ControlPlane({
       source, xdsAddress, logger, endpointGraceMs,
+      ...(admission === null ? {} : { admission, admissionDryRun: flags['admission-dry-run'] }),
       ...(identity === null ? {} : {
         xdsCredentials: provider!.serverCredentials(),
         ...(plaintextXds === null ? {} : { xdsPlaintextAddress: plaintextXds }),
@@ -134,7 +157,8 @@ export function run(argv: string[]): Promise<number> {
       if (cause === 'rotation-started' || cause === 'rotation-finished') void fresh?.renewNow();
     });
     admin.markReady();
-    logger.info({ xds: cp.xdsAddress, admin: adminBound, ca: caBound, config: resolve(flags.config), stateDir }, 'control plane ready');
+    logger.info({ xds: cp.xdsAddress, admin: adminBound, ca: caBound, config: resolve(flags.config), stateDir,
+      admission: admission === null ? null : { bundles: admission.bundles, dryRun: flags['admission-dry-run'] } }, 'control plane ready');
     process.stdout.write(`palisade control: xDS on ${cp.xdsAddress}${cp.xdsPlaintextAddress === null ? '' : ` (plaintext ${cp.xdsPlaintextAddress})`}, admin on http://${adminBound}${caBound === null ? '' : `, CA on https://${caBound}`}, config ${resolve(flags.config)}\n`);
 
     await new Promise<void>((done) => {
@@ -149,6 +173,7 @@ export function run(argv: string[]): Promise<number> {
     await admin.close();
     await enrollServer?.close();
     await cp.close();
+    admission?.close();
     await certs.close();
     logger.flush();
     return 0;

@@ -6,14 +6,22 @@
  *
  * The default revision is a content hash, not a timestamp: the same sources and entrypoints
  * give the same revision, so a rebuild that changes nothing is not a new policy to push.
+ *
+ * Before compiling, each entrypoint is analyzed for Envoy (policies/rbac-analysis.ts, over
+ * `opa parse` ASTs): the verdict, Envoy RBAC rules or the reason they cannot express the
+ * policy, goes into the bundle as `data.palisade.envoy_rbac` and is signed with the rest, so
+ * the control plane, which has no opa, can translate the Policy for Envoy nodes
+ * (docs/envoy-authz.md).
  */
 import { createHash } from 'node:crypto';
-import { cp, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, extname, join, relative, resolve } from 'node:path';
 import { checkOutput, UsageError } from '../args.ts';
 import { algorithmOfKey, keyFingerprint, readSigningKey, SIGNING_ALGS, type SigningAlg } from './policy-keys.ts';
 import { parseCommand, runOpa } from './policy-opa.ts';
+import { analyzeDirectory, describeEnvoyTranslation, ENVOY_RBAC_DATA_PATH, type RbacAnalysis } from '../../policies/rbac-analysis.ts';
+import { findOpa } from '../../policies/opa-binary.ts';
 
 /** The key id OPA writes into a bundle signature, and the one `opa run` and sidecars look up by default. */
 export const OPA_DEFAULT_KEY_ID = 'default';
@@ -25,7 +33,9 @@ export const buildHelp = `  build DIR -e ENTRYPOINT [-e ENTRYPOINT …] (--signi
                      revision, entrypoints, size and signing key. Sidecars NACK an unsigned
                      bundle, so a missing --signing-key is refused; --unsigned builds one anyway
                      (for opa run or tests, never for the mesh). opa's compile errors are printed
-                     as opa wrote them (file:line), exit 1.
+                     as opa wrote them (file:line), exit 1. Each entrypoint is also analyzed
+                     for Envoy nodes and the verdict stored in the bundle as data.palisade.envoy_rbac:
+                     prints "Envoy: RBAC (N policies)" or "Envoy: ext_authz (why not RBAC)".
 `;
 
 export const buildFlagsHelp = `  -e, --entrypoint PATH      a rule to compile, slash separated: envoy/authz/allow (build; repeatable, at least one)
@@ -85,6 +95,7 @@ async function stage(dir: string, dataFiles: readonly string[]): Promise<string>
     );
     if (exists) {
       await rm(root, { recursive: true, force: true });
+      if (name === ENVOY_RBAC_DATA_PATH[0]) throw new Error(`DIR has ${join(name, basename(target))}: data.${name} is reserved for Palisade (the Envoy analysis, docs/envoy-authz.md)`);
       throw new Error(`--data ${f}: DIR already has ${join(name, basename(target))}, data.${name} would be defined twice`);
     }
     await cp(f, target);
@@ -125,6 +136,7 @@ export async function build(argv: string[]): Promise<number> {
     const ext = extname(f);
     if (!['.json', '.yaml', '.yml'].includes(ext)) throw new UsageError(`--data takes .json, .yaml or .yml files, got ${JSON.stringify(f)}`);
     if (!DATA_NAME.test(basename(f, ext))) throw new UsageError(`--data ${f}: the file name (without extension) becomes data.<name> and must be an identifier`);
+    if (basename(f, ext) === ENVOY_RBAC_DATA_PATH[0]) throw new UsageError(`--data ${f}: data.${ENVOY_RBAC_DATA_PATH[0]} is reserved for Palisade (the Envoy analysis, docs/envoy-authz.md)`);
   }
 
   const dir = positionals[0]!;
@@ -149,16 +161,26 @@ export async function build(argv: string[]): Promise<number> {
   }
   const revision = flags.revision ?? (await contentRevision(dir, dataFiles, entrypoints));
   const bundlePath = resolve(flags.out);
-  const staged = dataFiles.length === 0 ? null : await stage(dir, dataFiles);
+  const envoy = await analyzeDirectory(dir, entrypoints, findOpa());
+  // data.palisade.envoy_rbac: the analysis travels as one more --data file, signed like the rest.
+  const analysisDir = await mkdtemp(join(tmpdir(), 'palisade-envoy-analysis-'));
+  const analysisFile = join(analysisDir, `${ENVOY_RBAC_DATA_PATH[0]}.json`);
+  await writeFile(analysisFile, `${JSON.stringify({ [ENVOY_RBAC_DATA_PATH[1]]: envoy })}\n`);
+  let staged: string;
+  try {
+    staged = await stage(dir, [...dataFiles, analysisFile]);
+  } finally {
+    await rm(analysisDir, { recursive: true, force: true });
+  }
   // opa runs in DIR on '.': bundle paths are DIR-relative (/authz.rego), never the build machine's.
   const args = ['build', '-b', '-t', 'wasm', ...entrypoints.flatMap((e) => ['-e', e]), '--revision', revision, '-o', bundlePath];
   if (signing !== null) args.push('--signing-key', signing.keyFile, '--signing-alg', signing.alg);
   args.push('.');
   let run;
   try {
-    run = await runOpa(args, { cwd: staged ?? dir });
+    run = await runOpa(args, { cwd: staged });
   } finally {
-    if (staged !== null) await rm(staged, { recursive: true, force: true });
+    await rm(staged, { recursive: true, force: true });
   }
   if (run.code !== 0) {
     process.stderr.write(run.stderr + run.stdout);
@@ -175,6 +197,7 @@ export async function build(argv: string[]): Promise<number> {
     signingAlg: signing?.alg ?? null,
     keyId: signing === null ? null : OPA_DEFAULT_KEY_ID,
     keyFingerprint: signing?.fingerprint ?? null,
+    envoy: Object.fromEntries(entrypoints.map((e) => [e, envoyJson(envoy[e]!)])),
   };
   if (output === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   else {
@@ -183,9 +206,15 @@ export async function build(argv: string[]): Promise<number> {
         `revision     ${result.revision}\n` +
         `entrypoints  ${result.entrypoints.join(', ')}\n` +
         `size         ${result.size} bytes\n` +
-        `signature    ${signing === null ? 'none (--unsigned: sidecars will refuse this bundle)' : `${signing.alg}, keyid "${OPA_DEFAULT_KEY_ID}", key ${signing.fingerprint}`}\n`,
+        `signature    ${signing === null ? 'none (--unsigned: sidecars will refuse this bundle)' : `${signing.alg}, keyid "${OPA_DEFAULT_KEY_ID}", key ${signing.fingerprint}`}\n` +
+        entrypoints.map((e) => `Envoy: ${describeEnvoyTranslation(envoy[e]!)}${entrypoints.length > 1 ? ` [${e}]` : ''}\n`).join(''),
     );
   }
   return 0;
 }
 
+
+/** The `-o json` form of a verdict: `{translation: "rbac", policies: N}` or `{translation: "ext_authz", reason}`. */
+function envoyJson(a: RbacAnalysis): { translation: 'rbac'; policies: number } | { translation: 'ext_authz'; reason: string } {
+  return a.expressible ? { translation: 'rbac', policies: Object.keys(a.rbac.policies).length } : { translation: 'ext_authz', reason: a.reason };
+}

@@ -10,9 +10,11 @@
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { ConfigError, Result } from './config-error.ts';
+import { pointer } from './config-error.ts';
 import { parseConfig } from './parse.ts';
 import type { Resource } from './schema.ts';
-import { buildState } from './state.ts';
+import { jwksProblem } from './schema.ts';
+import { buildState, jwksFileKey } from './state.ts';
 import type { DesiredState } from './state.ts';
 
 /** File name endings read as configuration (case-insensitive). */
@@ -75,8 +77,9 @@ async function load(dir: string, directories: string[]): Promise<Result<DesiredS
   }
   if (errors.length > 0) return { valid: false, errors };
   const bundles = await readPolicyBundles(resources, errors);
+  const jwksFiles = await readJwksFiles(resources, errors);
   if (errors.length > 0) return { valid: false, errors };
-  return buildState(resources, bundles);
+  return buildState(resources, { policyBundles: bundles, jwksFiles });
 }
 
 /** Largest Policy bundle read, bytes (the palisade.v1.Policy proto's limit). */
@@ -97,6 +100,40 @@ async function readPolicyBundles(resources: readonly Resource[], errors: ConfigE
       else out.set(`${r.metadata.namespace}/${r.metadata.name}`, new Uint8Array(await readFile(file)));
     } catch (err) {
       errors.push({ ...at, message: (err as NodeJS.ErrnoException).code === 'ENOENT' ? `bundle file ${file} does not exist (build it with palisade policy build)` : `cannot read bundle file ${file}: ${(err as Error).message}` });
+    }
+  }
+  return out;
+}
+
+/** Largest JWKS file read, bytes. */
+export const MAX_JWKS_FILE_BYTES = 1024 * 1024;
+
+/** Reads each RequestAuthentication provider's jwks.file (relative to its document); problems go to `errors` at the field. */
+async function readJwksFiles(resources: readonly Resource[], errors: ConfigError[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const r of resources) {
+    if (r.kind !== 'RequestAuthentication') continue;
+    for (const [provider, p] of Object.entries(r.spec.providers)) {
+      if (p.jwks.file === undefined) continue;
+      const file = resolve(dirname(r.source.file), p.jwks.file);
+      const at = { file: r.source.file, index: r.source.index, path: pointer('spec', 'providers', provider, 'jwks', 'file') };
+      try {
+        const st = await stat(file);
+        if (!st.isFile()) {
+          errors.push({ ...at, message: `${file} is not a file` });
+          continue;
+        }
+        if (st.size > MAX_JWKS_FILE_BYTES) {
+          errors.push({ ...at, message: `${file} is ${st.size} bytes; a JWKS file may be at most ${MAX_JWKS_FILE_BYTES}` });
+          continue;
+        }
+        const text = await readFile(file, 'utf8');
+        const problem = jwksProblem(text);
+        if (problem !== null) errors.push({ ...at, message: `${file} ${problem}` });
+        else out.set(jwksFileKey(`${r.metadata.namespace}/${r.metadata.name}`, provider), text);
+      } catch (err) {
+        errors.push({ ...at, message: (err as NodeJS.ErrnoException).code === 'ENOENT' ? `JWKS file ${file} does not exist` : `cannot read JWKS file ${file}: ${(err as Error).message}` });
+      }
     }
   }
   return out;

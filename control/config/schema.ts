@@ -16,11 +16,14 @@ import type { RouteDocument, RouteResource } from './schema/route.ts';
 import { ServiceSchema, checkService } from './schema/service.ts';
 import { PolicySchema } from './schema/policy.ts';
 import type { PolicyDocument, PolicyResource } from './schema/policy.ts';
+import { RequestAuthenticationSchema, checkRequestAuthentication, normalizeRequestAuthentication } from './schema/request-authentication.ts';
+import type { RequestAuthenticationDocument, RequestAuthenticationResource } from './schema/request-authentication.ts';
 import type { ServiceDocument, ServiceResource } from './schema/service.ts';
 
 export {
   ADDRESS_PATTERN,
   API_VERSION,
+  CLAIM_PATTERN,
   DNS_LABEL_PATTERN,
   DNS_NAME_PATTERN,
   DURATION_PATTERN,
@@ -28,11 +31,13 @@ export {
   INPUT_PATH_PATTERN,
   HEADER_NAME_PATTERN,
   HOST_PATTERN,
+  HTTP_URL_PATTERN,
   LABEL_KEY_PATTERN,
   LABEL_VALUE_PATTERN,
   METHOD_PATTERN,
   MetadataSchema,
   PATTERN_PHRASES,
+  PROVIDER_NAME_PATTERN,
   SCHEMA_ID_BASE,
   SERVICE_REF_PATTERN,
   durationProblem,
@@ -76,17 +81,32 @@ export type {
 } from './schema/route.ts';
 export { POLICY_MODES, PolicySchema, PolicySpecSchema } from './schema/policy.ts';
 export type { PolicyDocument, PolicyMode, PolicyResource, PolicySelector, PolicySpec, PolicySpecDocument } from './schema/policy.ts';
+export {
+  RequestAuthenticationSchema,
+  RequestAuthenticationSpecSchema,
+  checkRequestAuthentication,
+  jwksProblem,
+  normalizeRequestAuthentication,
+} from './schema/request-authentication.ts';
+export type {
+  JwtProviderDocument,
+  RequestAuthenticationDocument,
+  RequestAuthenticationResource,
+  RequestAuthenticationSelector,
+  RequestAuthenticationSpec,
+  RequestAuthenticationSpecDocument,
+} from './schema/request-authentication.ts';
 export { regexProblem } from './schema/regex.ts';
 export type { SourceRef } from './config-error.ts';
 
 /** Every kind, in the order a configuration is usually read (and known kinds are listed). */
-export const KINDS = ['Mesh', 'Service', 'Route', 'Policy'] as const;
+export const KINDS = ['Mesh', 'Service', 'Route', 'Policy', 'RequestAuthentication'] as const;
 export type Kind = (typeof KINDS)[number];
 
 /** A validated resource with defaults applied and its origin. */
-export type Resource = MeshResource | ServiceResource | RouteResource | PolicyResource;
+export type Resource = MeshResource | ServiceResource | RouteResource | PolicyResource | RequestAuthenticationResource;
 /** A document as written (defaulted fields optional, no `source`). */
-export type ResourceDocument = MeshDocument | ServiceDocument | RouteDocument | PolicyDocument;
+export type ResourceDocument = MeshDocument | ServiceDocument | RouteDocument | PolicyDocument | RequestAuthenticationDocument;
 
 /** What the validator needs to know about one kind. */
 export interface KindDefinition {
@@ -109,6 +129,7 @@ export const KIND_DEFINITIONS: Readonly<Record<Kind, KindDefinition>> = Object.f
   Service: define('Service', ServiceSchema, checkService, null),
   Route: define('Route', RouteSchema, checkRoute, normalizeRoute),
   Policy: define('Policy', PolicySchema, null, null),
+  RequestAuthentication: define('RequestAuthentication', RequestAuthenticationSchema, checkRequestAuthentication, normalizeRequestAuthentication),
 });
 
 /** True if `kind` names a known kind. */
@@ -133,4 +154,5 @@ export const JSON_SCHEMAS: Readonly<Record<Kind, Readonly<Record<string, unknown
   Service: toJsonSchema(ServiceSchema),
   Route: toJsonSchema(RouteSchema),
   Policy: toJsonSchema(PolicySchema),
+  RequestAuthentication: toJsonSchema(RequestAuthenticationSchema),
 });

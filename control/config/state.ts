@@ -7,7 +7,7 @@
 import type { ConfigError, Result, SourceRef } from './config-error.ts';
 import { pointer } from './config-error.ts';
 import { createHash } from 'node:crypto';
-import type { Backend, BackendDocument, MeshResource, PolicyResource, Resource, RouteResource, ServiceResource } from './schema.ts';
+import type { Backend, BackendDocument, MeshResource, PolicyResource, RequestAuthenticationResource, Resource, RouteResource, ServiceResource } from './schema.ts';
 
 /**
  * A consistent set of resources. Maps are keyed by `namespace/name` (see `serviceKey`) and
@@ -20,6 +20,25 @@ export interface DesiredState {
   policies: Map<string, PolicyResource>;
   /** Each Policy's bundle bytes (its spec.bundle.file as read with the config), by policy key. */
   policyBundles: ReadonlyMap<string, Uint8Array>;
+  requestAuthentications: Map<string, RequestAuthenticationResource>;
+  /**
+   * The text of each RequestAuthentication provider's `jwks.file` as read with the config, by
+   * `jwksFileKey(resource key, provider)`.
+   */
+  jwksFiles: ReadonlyMap<string, string>;
+}
+
+/** What `buildState` needs besides the documents: the files they name, read with the config. */
+export interface ReadFiles {
+  /** Policy bundles by policy key. */
+  readonly policyBundles?: ReadonlyMap<string, Uint8Array>;
+  /** RequestAuthentication `jwks.file` texts by `jwksFileKey`. */
+  readonly jwksFiles?: ReadonlyMap<string, string>;
+}
+
+/** The `DesiredState.jwksFiles` key of a provider's JWKS file. */
+export function jwksFileKey(resourceKey: string, provider: string): string {
+  return `${resourceKey}#${provider}`;
 }
 
 /** The key of a namespaced resource in `DesiredState` maps: `namespace/name`. */
@@ -45,7 +64,7 @@ export function resolveBackend(route: RouteResource, backend: Backend | BackendD
 
 /** A state with nothing in it. */
 export function emptyState(): DesiredState {
-  return { mesh: null, services: new Map(), routes: new Map(), policies: new Map(), policyBundles: new Map() };
+  return { mesh: null, services: new Map(), routes: new Map(), policies: new Map(), policyBundles: new Map(), requestAuthentications: new Map(), jwksFiles: new Map() };
 }
 
 /**
@@ -53,7 +72,11 @@ export function emptyState(): DesiredState {
  * resources collide (the error sits at the later one, the message names the earlier one)
  * and sit at the exact field of a dangling reference.
  */
-export function buildState(resources: readonly Resource[], policyBundles: ReadonlyMap<string, Uint8Array> = new Map()): Result<DesiredState, ConfigError[]> {
+export function buildState(resources: readonly Resource[], files: ReadonlyMap<string, Uint8Array> | ReadFiles = new Map()): Result<DesiredState, ConfigError[]> {
+  // A Map alone is the Policy bundles (the original signature).
+  const read: ReadFiles = files instanceof Map ? { policyBundles: files } : files as ReadFiles;
+  const policyBundles = read.policyBundles ?? new Map<string, Uint8Array>();
+  const jwksFiles = read.jwksFiles ?? new Map<string, string>();
   const errors: ConfigError[] = [];
   const report = (source: SourceRef, path: string, message: string) => errors.push({ file: source.file, index: source.index, path, message });
 
@@ -61,6 +84,7 @@ export function buildState(resources: readonly Resource[], policyBundles: Readon
   const services = new Map<string, ServiceResource>();
   const routes = new Map<string, RouteResource>();
   const policies = new Map<string, PolicyResource>();
+  const requestAuthentications = new Map<string, RequestAuthenticationResource>();
 
   for (const r of resources) {
     const key = resourceKey(r);
@@ -79,6 +103,9 @@ export function buildState(resources: readonly Resource[], policyBundles: Readon
       case 'Policy':
         addUnique(policies, key, r, report);
         break;
+      case 'RequestAuthentication':
+        addUnique(requestAuthentications, key, r, report);
+        break;
     }
   }
 
@@ -89,6 +116,19 @@ export function buildState(resources: readonly Resource[], policyBundles: Readon
       }
     });
     if (!policyBundles.has(key)) report(policy.source, pointer('spec', 'bundle', 'file'), `the bundle ${JSON.stringify(policy.spec.bundle.file)} was not read`);
+  }
+
+  for (const [key, ra] of requestAuthentications) {
+    (ra.spec.selector.services ?? []).forEach((name, i) => {
+      if (!services.has(serviceKey(ra.metadata.namespace, name))) {
+        report(ra.source, pointer('spec', 'selector', 'services', i), `Service ${JSON.stringify(name)} not found in namespace ${JSON.stringify(ra.metadata.namespace)}`);
+      }
+    });
+    for (const [provider, p] of Object.entries(ra.spec.providers)) {
+      if (p.jwks.file !== undefined && !jwksFiles.has(jwksFileKey(key, provider))) {
+        report(ra.source, pointer('spec', 'providers', provider, 'jwks', 'file'), `the JWKS file ${JSON.stringify(p.jwks.file)} was not read`);
+      }
+    }
   }
 
   const hostOwners = new Map<string, RouteResource>();
@@ -116,7 +156,13 @@ export function buildState(resources: readonly Resource[], policyBundles: Readon
   }
 
   if (errors.length > 0) return { valid: false, errors: errors.sort(bySource) };
-  return { valid: true, result: { mesh, services: sortByKey(services), routes: sortByKey(routes), policies: sortByKey(policies), policyBundles } };
+  return {
+    valid: true,
+    result: {
+      mesh, services: sortByKey(services), routes: sortByKey(routes), policies: sortByKey(policies), policyBundles,
+      requestAuthentications: sortByKey(requestAuthentications), jwksFiles,
+    },
+  };
 }
 
 /**
@@ -136,6 +182,9 @@ export function canonicalState(state: DesiredState): string {
     policies: sortedValues(state.policies).map(strip),
     // The bundle's bytes, not its file name, decide whether a Policy changed.
     policyBundles: [...state.policyBundles.keys()].sort().map((k) => [k, createHash('sha256').update(state.policyBundles.get(k)!).digest('hex')]),
+    requestAuthentications: sortedValues(state.requestAuthentications).map(strip),
+    // As with bundles: the JWKS file's text, not its name, decides.
+    jwksFiles: [...state.jwksFiles.keys()].sort().map((k) => [k, state.jwksFiles.get(k)!]),
   });
 }
 
@@ -149,7 +198,7 @@ export function canonicalJson(value: unknown): string {
   });
 }
 
-function addUnique<R extends ServiceResource | RouteResource | PolicyResource>(
+function addUnique<R extends ServiceResource | RouteResource | PolicyResource | RequestAuthenticationResource>(
   map: Map<string, R>,
   key: string,
   resource: R,

@@ -10,7 +10,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import type { ValueError } from '@sinclair/typebox/value';
 import type { ConfigError, Result, SourceRef } from './config-error.ts';
-import { API_VERSION, KINDS, KIND_DEFINITIONS, PATTERN_PHRASES, isKind } from './schema.ts';
+import { API_VERSION, KINDS, KIND_DEFINITIONS, LABEL_KEY_PATTERN, PATTERN_PHRASES, isKind } from './schema.ts';
 import { deepFreeze } from './schema/common.ts';
 import type { Resource } from './schema.ts';
 
@@ -83,10 +83,15 @@ function messageFor(error: ValueError): string {
       return `missing required field ${JSON.stringify(lastSegment(error.path))}`;
     case ValueErrorType.ObjectAdditionalProperties: {
       const key = lastSegment(error.path);
-      if (schema[TypeBoxKind] === 'Record') return `invalid label key ${JSON.stringify(key)}: must be ${PATTERN_PHRASES.get(Object.keys(schema.patternProperties as object)[0] as string) ?? 'a label key'}`;
+      if (schema[TypeBoxKind] === 'Record') {
+        const keyPattern = Object.keys(schema.patternProperties as object)[0] as string;
+        const what = keyPattern === LABEL_KEY_PATTERN ? 'label key' : 'key';
+        return `invalid ${what} ${JSON.stringify(key)}: must be ${PATTERN_PHRASES.get(keyPattern) ?? `a ${what}`}`;
+      }
       return unknownField(key, Object.keys((schema.properties ?? {}) as object));
     }
     case ValueErrorType.ObjectMinProperties:
+      if (schema[TypeBoxKind] === 'Record') return `must have at least ${String(schema.minProperties)} ${schema.minProperties === 1 ? 'entry' : 'entries'}`;
       return `must set at least one of: ${Object.keys((schema.properties ?? {}) as object).join(', ')}`;
     case ValueErrorType.Object:
       return `must be a mapping, got ${describe(v)}`;

@@ -6,7 +6,7 @@ import type { Message } from '@bufbuild/protobuf';
 import { create } from '@bufbuild/protobuf';
 import { MeshConfigSchema, MeshConfig_MtlsMode } from '../../xds/gen/palisade/v1/mesh_pb.js';
 import {
-  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
+  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
 } from '../../xds/resources/type-urls.ts';
 import { SecretSchema } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
 import type { DesiredState } from '../config/state.ts';
@@ -17,6 +17,7 @@ import { grpcListeners, outboundListener } from './listeners.ts';
 import type { NodeTarget } from './node-kind.ts';
 import { DEFAULT_CERTIFICATE_SECRET, ROOT_CA_SECRET } from './mtls.ts';
 import { buildRoutes } from './routes.ts';
+import { sidecarRequestAuthentications } from './request-authentication.ts';
 
 export type ResourcesByType = Record<string, Message[]>;
 
@@ -66,6 +67,8 @@ export function translate(state: DesiredState, target: NodeTarget, options: Tran
   if (target.kind === 'sidecar') {
     const policies = sidecarPolicies(state, target.namespace);
     if (policies.length > 0) out[POLICY_TYPE_URL] = policies;
+    const authn = sidecarRequestAuthentications(state, target.namespace);
+    if (authn.length > 0) out[REQUEST_AUTHENTICATION_TYPE_URL] = authn;
   }
   if (target.kind === 'sidecar' && state.mesh) {
     out[MESH_CONFIG_TYPE_URL] = [create(MeshConfigSchema, {

@@ -7,8 +7,16 @@
  *   request → gate(): Authorizer on the config in force → 403/500 local reply, or forward with
  *   the policy's header changes.
  *
- * `ready` turns true once the first Policy state (possibly empty) is in force: the sidecar
- * reports ready only then, so no request reaches the workload before its policies can judge it.
+ * Authentication comes first (sidecar/authn): the RequestAuthentications that select this
+ * workload verify the request's JWT; a missing (when required) or invalid token is answered
+ * 401 before any policy runs, and the verified payloads join the policy input next to the peer's
+ * mTLS identity. A request without authentication config, or without a token, is judged
+ * synchronously; verifying a token is async (jose; a JWKS fetch when the keys are not cached).
+ *
+ * `ready` turns true once the first Policy state (possibly empty) is in force, and, when the
+ * owner subscribes RequestAuthentications (`authentication: true`), the first state of those
+ * too: the sidecar reports ready only then, so no request reaches the workload before its
+ * policies can judge it.
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
@@ -20,6 +28,8 @@ import { refuseUpgrade } from '../proxy/upgrade.ts';
 import { buildAuthzConfig, EMPTY_AUTHZ, type AuthzConfig } from './authz-config.ts';
 import { Authorizer, type AuthzOutcome } from './authorize.ts';
 import { describeRequest, pathOnly, removeRequestHeader, setRequestHeader } from './request-description.ts';
+import type { RequestAuthentication } from '../../xds/gen/palisade/v1/request_authentication_pb.js';
+import { JwtAuthenticator, type AuthnOutcome, type JwtAuthenticatorOptions } from '../authn/jwt-authenticator.ts';
 
 export type InboundAuthzEvents = { applied: [config: AuthzConfig] };
 
@@ -35,18 +45,55 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
   #queue: Promise<void> = Promise.resolve();
   #applies = 0;
   #failures = 0;
+  /** Null: no RequestAuthentication selects this workload (nothing to verify). */
+  #authn: JwtAuthenticator | null = null;
+  #authnReady: boolean;
+  readonly #authnOptions: JwtAuthenticatorOptions;
+  #authnFailures = 0;
 
-  constructor(options: { service: string; logger: Logger; ownPrincipal: () => string | null }) {
+  constructor(options: {
+    service: string; logger: Logger; ownPrincipal: () => string | null;
+    /** True: readiness also waits for the first RequestAuthentication state (applyAuthentication). */
+    authentication?: boolean;
+    /** JWKS refetches on unknown kids, at most one per this many ms per provider (default 30 000). */
+    jwksMinRefreshIntervalMs?: number;
+  }) {
     super();
     this.#service = options.service;
     this.#log = options.logger;
     this.#ownPrincipal = options.ownPrincipal;
     this.#authorizer = new Authorizer(options.logger);
+    this.#authnReady = options.authentication !== true;
+    const log = options.logger;
+    this.#authnOptions = {
+      ...(options.jwksMinRefreshIntervalMs !== undefined ? { minRefreshIntervalMs: options.jwksMinRefreshIntervalMs } : {}),
+      onJwksError: (err, provider) => log.warn({ err, provider }, 'JWKS fetch failed; the last good keys stay in use'),
+    };
   }
 
-  /** True once the first pushed Policy state is in force. */
+  /** True once the first pushed Policy state (and RequestAuthentication state, when expected) is in force. */
   get ready(): boolean {
-    return this.#ready;
+    return this.#ready && this.#authnReady;
+  }
+
+  /**
+   * A new accepted RequestAuthentication state (every one of the namespace): the providers of
+   * those selecting this workload are in force for the next request. Cached remote JWKS of
+   * unchanged providers are kept.
+   */
+  applyAuthentication(resources: readonly RequestAuthentication[]): void {
+    if (this.#closed) return;
+    try {
+      this.#authn = JwtAuthenticator.build(resources, this.#service, this.#authn, this.#authnOptions);
+      this.#log.info({ requestAuthentications: resources.map((r) => r.name), enforced: this.#authn !== null }, 'request authentication in force');
+    } catch (err) {
+      this.#authnFailures++;
+      this.#log.error({ err }, 'loading the pushed request authentication failed; the previous one stays in force');
+    }
+    if (!this.#authnReady) {
+      this.#authnReady = true;
+      this.emit('applied', this.#config);
+    }
   }
 
   get config(): AuthzConfig {
@@ -80,36 +127,75 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
     return this.#queue;
   }
 
-  /** Judges a request; calls `next` with it when allowed, else answers it. */
+  /** Authenticates and judges a request; calls `next` with it when allowed, else answers it. */
   gate(req: DownstreamRequest, res: DownstreamResponse, next: () => void): void {
-    const outcome = this.#judge(req);
-    if (outcome.allowed) {
-      applyHeaderChanges(req, outcome);
-      next();
+    const authn = this.#authn;
+    if (authn === null) {
+      this.#gateAuthenticated(req, res, next, null);
       return;
     }
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of outcome.headers) {
-      const prev = headers[k];
-      headers[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    const outcome = authn.authenticate(req);
+    if (!(outcome instanceof Promise)) {
+      this.#gateAuthenticated(req, res, next, outcome);
+      return;
     }
-    res.writeHead(outcome.status, { ...headers, 'content-type': 'text/plain', 'content-length': Buffer.byteLength(outcome.body) });
-    res.end(outcome.body);
+    outcome.then(
+      (o) => {
+        if (!req.destroyed) this.#gateAuthenticated(req, res, next, o);
+      },
+      (err: unknown) => {
+        this.#log.error({ err }, 'authentication failed unexpectedly');
+        if (!res.headersSent) reply(res, 500, 'authentication failed', []);
+      },
+    );
   }
 
   /** The same for a WebSocket upgrade: refused with the denial's status and body. */
   gateUpgrade(req: IncomingMessage, socket: Duplex, respond: (status: number) => void, next: () => void): void {
-    const outcome = this.#judge(req);
+    const authn = this.#authn;
+    const judge = (a: AuthnOutcome | null) => {
+      if (a !== null && !a.authenticated) {
+        refuseUpgrade(socket, respond, a.status, a.body);
+        return;
+      }
+      if (a !== null) applyAuthnHeaders(req, a);
+      const outcome = this.#judge(req, a?.payloads ?? null);
+      if (outcome.allowed) {
+        applyHeaderChanges(req, outcome);
+        next();
+        return;
+      }
+      refuseUpgrade(socket, respond, outcome.status, outcome.body);
+    };
+    if (authn === null) {
+      judge(null);
+      return;
+    }
+    const a = authn.authenticate(req);
+    if (!(a instanceof Promise)) judge(a);
+    else a.then((o) => { if (!socket.destroyed) judge(o); }, () => refuseUpgrade(socket, respond, 500, 'authentication failed'));
+  }
+
+  #gateAuthenticated(req: DownstreamRequest, res: DownstreamResponse, next: () => void, authn: AuthnOutcome | null): void {
+    if (authn !== null && !authn.authenticated) {
+      reply(res, authn.status, authn.body, authn.headers);
+      return;
+    }
+    if (authn !== null) applyAuthnHeaders(req, authn);
+    const outcome = this.#judge(req, authn?.payloads ?? null);
     if (outcome.allowed) {
       applyHeaderChanges(req, outcome);
       next();
       return;
     }
-    refuseUpgrade(socket, respond, outcome.status, outcome.body);
+    reply(res, outcome.status, outcome.body, outcome.headers);
   }
 
   stats(): unknown {
-    return { ready: this.#ready, applies: this.#applies, failures: this.#failures, policies: this.#authorizer.stats(this.#config) };
+    return {
+      ready: this.ready, applies: this.#applies, failures: this.#failures, policies: this.#authorizer.stats(this.#config),
+      authn: { failures: this.#authnFailures, ...(this.#authn === null ? { enforced: false } : { enforced: true, ...this.#authn.stats() }) },
+    };
   }
 
   close(): void {
@@ -118,9 +204,26 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
     this.#config = EMPTY_AUTHZ;
   }
 
-  #judge(req: DownstreamRequest): AuthzOutcome {
-    return this.#authorizer.authorize(this.#config, pathOnly(req.url), () => describeRequest(req, this.#ownPrincipal()));
+  #judge(req: DownstreamRequest, jwtPayloads: Readonly<Record<string, unknown>> | null): AuthzOutcome {
+    return this.#authorizer.authorize(this.#config, pathOnly(req.url), () => describeRequest(req, this.#ownPrincipal(), jwtPayloads));
   }
+}
+
+/** A local reply: status, headers (repeated names kept), text body. */
+function reply(res: DownstreamResponse, status: number, body: string, entries: readonly (readonly [string, string])[]): void {
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of entries) {
+    const prev = headers[k];
+    headers[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  res.writeHead(status, { ...headers, 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** An authenticated request's header changes: provider-written headers stripped, then set from the token. */
+function applyAuthnHeaders(req: DownstreamRequest, outcome: AuthnOutcome & { authenticated: true }): void {
+  for (const name of outcome.removeHeaders) removeRequestHeader(req, name);
+  for (const [name, value] of outcome.setHeaders) setRequestHeader(req, name, value);
 }
 
 /** An allowed request's OPA-Envoy `headers` (added) and `request_headers_to_remove`. */

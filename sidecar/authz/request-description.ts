@@ -1,7 +1,8 @@
 /**
  * The facts of an inbound request a policy's input is built from (policies/input.ts
  * RequestDescription), read from node:http or node:http2 requests. The caller's principal is
- * the SPIFFE ID of its verified client certificate, read once per connection.
+ * the SPIFFE ID of its verified client certificate, read once per connection; its verified JWT
+ * payloads (if any) come from the authenticator (sidecar/authn).
  */
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -30,7 +31,7 @@ export function peerPrincipal(socket: Socket): string | null {
  * Describes `req` for the policy input. Sets x-request-id when the request has none, so the
  * id in decision logs is the one the workload and the access log see.
  */
-export function describeRequest(req: DownstreamRequest, ownPrincipal: string | null): RequestDescription {
+export function describeRequest(req: DownstreamRequest, ownPrincipal: string | null, jwtPayloads: Readonly<Record<string, unknown>> | null = null): RequestDescription {
   const socket = req.socket as Socket;
   let requestId = req.headers['x-request-id'];
   if (typeof requestId !== 'string' || requestId === '') {
@@ -56,6 +57,8 @@ export function describeRequest(req: DownstreamRequest, ownPrincipal: string | n
     requestId,
     time: new Date(),
     ...(typeof length === 'string' && /^\d+$/.test(length) ? { bodySize: Number(length) } : {}),
+    // Verified JWT payloads (sidecar/authn), under metadataContext.filterMetadata["envoy.filters.http.jwt_authn"].
+    ...(jwtPayloads !== null ? { jwtPayloads } : {}),
   };
 }
 

@@ -6,8 +6,9 @@
  */
 import type { Logger } from 'pino';
 import { AdsClient } from '../../xds/client/ads-client.ts';
-import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, SECRET_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL, SECRET_TYPE_URL } from '../../xds/resources/type-urls.ts';
 import type { Policy } from '../../xds/gen/palisade/v1/policy_pb.js';
+import type { RequestAuthentication } from '../../xds/gen/palisade/v1/request_authentication_pb.js';
 import type { ResourceValidator } from '../../xds/client/options.ts';
 import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
 import { sidecarNode } from '../bootstrap/node.ts';
@@ -47,6 +48,11 @@ export interface SidecarXdsOptions {
    * the namespace; empty when there are none).
    */
   readonly onPolicies?: (policies: Policy[]) => void;
+  /**
+   * Subscribes palisade.v1.RequestAuthentication and hands over every accepted state of it
+   * (all of the namespace; empty when there are none).
+   */
+  readonly onRequestAuthentications?: (resources: RequestAuthentication[]) => void;
 }
 
 export class SidecarXds {
@@ -90,6 +96,7 @@ export class SidecarXds {
     client.subscribe(LISTENER_TYPE_URL, '*');
     client.subscribe(MESH_CONFIG_TYPE_URL, '*');
     if (options.onPolicies !== undefined) client.subscribe(POLICY_TYPE_URL, '*');
+    if (options.onRequestAuthentications !== undefined) client.subscribe(REQUEST_AUTHENTICATION_TYPE_URL, '*');
     if (tls !== null) {
       client.subscribe(SECRET_TYPE_URL, [ROOT_CA_SECRET]);
       // New connections to the control plane present the renewed SVID and trust the current roots.
@@ -152,6 +159,14 @@ export class SidecarXds {
         this.#o.onPolicies?.([...this.client.state(POLICY_TYPE_URL).resources.values()].map((r) => r.message as Policy));
       } catch (err) {
         this.#o.logger.error({ err }, 'applying the policies failed');
+      }
+      return;
+    }
+    if (typeUrl === REQUEST_AUTHENTICATION_TYPE_URL) {
+      try {
+        this.#o.onRequestAuthentications?.([...this.client.state(REQUEST_AUTHENTICATION_TYPE_URL).resources.values()].map((r) => r.message as RequestAuthentication));
+      } catch (err) {
+        this.#o.logger.error({ err }, 'applying the request authentication failed');
       }
       return;
     }

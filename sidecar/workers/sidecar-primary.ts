@@ -28,7 +28,8 @@ import { ConfigStore, snapshotInput } from '../config/config-store.ts';
 import { SidecarXds, type ApplyOutcome } from '../config/sidecar-xds.ts';
 import { selects } from '../authz/authz-config.ts';
 import type { Policy } from '../../xds/gen/palisade/v1/policy_pb.js';
-import { POLICY_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import { POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import type { RequestAuthentication } from '../../xds/gen/palisade/v1/request_authentication_pb.js';
 import { configDumpOf, type SidecarSnapshot } from '../config/sidecar-snapshot.ts';
 import { HttpListener } from '../listeners/http-listener.ts';
 import { hostKey } from '../upstream/compile-cluster.ts';
@@ -143,8 +144,15 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
         // Policies are evaluated by a single-process sidecar only: one selecting this workload is NACKed, never silently skipped.
         validators: {
           [POLICY_TYPE_URL]: (r) => (selects(r as Policy, b.node.service) ? [`${(r as Policy).name}: a sidecar with --workers N does not enforce policies yet; run this workload's sidecar as one process (--workers 1)`] : []),
+          [REQUEST_AUTHENTICATION_TYPE_URL]: (r) => {
+            const ra = r as RequestAuthentication;
+            return ra.services.length === 0 || ra.services.includes(b.node.service)
+              ? [`${ra.name}: a sidecar with --workers N does not verify JWTs yet; run this workload's sidecar as one process (--workers 1)`]
+              : [];
+          },
         },
         onPolicies: () => undefined,
+        onRequestAuthentications: () => undefined,
       });
     } catch (err) {
       await this.close();

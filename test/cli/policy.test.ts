@@ -224,7 +224,7 @@ describe('palisade policy build', () => {
     const size = (await stat(join(cwd, 'bundle.tar.gz'))).size;
     expect(r.stdout).toMatch(
       new RegExp(
-        `^bundle {7}${join(cwd, 'bundle.tar.gz')}\nrevision {5}v7\nentrypoints {2}envoy/authz/allow\nsize {9}${size} bytes\nsignature {4}ES256, keyid "default", key SHA256:[0-9a-f]{16}\n$`,
+        `^bundle {7}${join(cwd, 'bundle.tar.gz')}\nrevision {5}v7\nentrypoints {2}envoy/authz/allow\nsize {9}${size} bytes\nsignature {4}ES256, keyid "default", key SHA256:[0-9a-f]{16}\nEnvoy: ext_authz \\(authz\\.rego:8: .startswith\\(input\\.parsed_path\\[0\\], "api"\\).: .*\\)\n$`,
       ),
     );
   });
@@ -266,7 +266,11 @@ describe('palisade policy build', () => {
     const bundle = join(await tempDir(), 'b.tar.gz');
     const r = await cli(['build', dir, '-e', 'envoy/authz/allow', '--unsigned', '--data', data, '--out', bundle]);
     expect([r.code, r.stderr]).toEqual([0, '']);
-    expect(JSON.parse(await tarRead(bundle, '/data.json'))).toEqual({ callers: { allowed: ['spiffe://mesh.local/ns/shop/sa/web'] } });
+    expect(JSON.parse(await tarRead(bundle, '/data.json'))).toEqual({
+      callers: { allowed: ['spiffe://mesh.local/ns/shop/sa/web'] },
+      // The Envoy analysis (docs/envoy-authz.md) rides along as data.palisade.
+      palisade: { envoy_rbac: { 'envoy/authz/allow': { expressible: false, reason: expect.stringContaining('reads data (RBAC cannot see bundle data)') } } },
+    });
   });
 
   it.each([

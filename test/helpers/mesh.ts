@@ -4,7 +4,7 @@
  * its xDS port (client certificates required, streams authorized by SVID), the CA endpoint
  * where sidecars enroll with join tokens, and sidecars that enroll at start.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
@@ -48,7 +48,12 @@ export async function startMesh(documents: string, options: { mode?: 'STRICT' | 
   const state = join(dir, 'state');
   await mkdir(configDir);
   await mkdir(state);
-  const writeConfig = (docs: string, mode: 'STRICT' | 'PERMISSIVE' = options.mode ?? 'STRICT') => writeFile(join(configDir, 'mesh.yaml'), `${meshYaml(mode)}---\n${docs}`);
+  // Atomically (temp + rename, as editors save): the watcher must never read half a file.
+  const writeConfig = async (docs: string, mode: 'STRICT' | 'PERMISSIVE' = options.mode ?? 'STRICT') => {
+    const tmp = join(configDir, '.mesh.yaml.tmp');
+    await writeFile(tmp, `${meshYaml(mode)}---\n${docs}`);
+    await rename(tmp, join(configDir, 'mesh.yaml'));
+  };
   await writeConfig(documents);
   const root = await CertificateAuthority.initRoot({ trustDomain: TRUST_DOMAIN });
   await CertificateAuthority.writeState(join(state, CA_DIR), await FileKek.open(join(state, KEK_FILE)), { root, intermediate: await CertificateAuthority.createIntermediate(root) });

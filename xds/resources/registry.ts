@@ -19,9 +19,10 @@ import { JwtAuthenticationSchema } from '../gen/envoy/extensions/filters/http/jw
 import { UpstreamTlsContextSchema, DownstreamTlsContextSchema } from '../gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.js';
 import { MeshConfigSchema, type MeshConfig } from '../gen/palisade/v1/mesh_pb.js';
 import { PolicySchema, type Policy } from '../gen/palisade/v1/policy_pb.js';
+import { RequestAuthenticationSchema, type RequestAuthentication } from '../gen/palisade/v1/request_authentication_pb.js';
 import { UnknownTypeError } from '../errors.ts';
 import {
-  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
+  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
 } from './type-urls.ts';
 
 export interface ResourceType<M extends Message = Message> {
@@ -62,6 +63,9 @@ export const RESOURCE_TYPES: readonly ResourceType[] = [
     typeUrl: MESH_CONFIG_TYPE_URL, shortName: 'MESH', schema: MeshConfigSchema, nameOf: (r) => r.name, order: 5, fullState: true,
   }),
   entry<Policy>({ typeUrl: POLICY_TYPE_URL, shortName: 'POLICY', schema: PolicySchema, nameOf: (r) => r.name, order: 45, fullState: true }),
+  entry<RequestAuthentication>({
+    typeUrl: REQUEST_AUTHENTICATION_TYPE_URL, shortName: 'AUTHN', schema: RequestAuthenticationSchema, nameOf: (r) => r.name, order: 44, fullState: true,
+  }),
 ];
 
 const BY_URL = new Map(RESOURCE_TYPES.map((t) => [t.typeUrl, t]));

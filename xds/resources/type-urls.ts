@@ -7,6 +7,7 @@ export const ENDPOINT_TYPE_URL = 'type.googleapis.com/envoy.config.endpoint.v3.C
 export const SECRET_TYPE_URL = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
 export const MESH_CONFIG_TYPE_URL = 'type.googleapis.com/palisade.v1.MeshConfig';
 export const POLICY_TYPE_URL = 'type.googleapis.com/palisade.v1.Policy';
+export const REQUEST_AUTHENTICATION_TYPE_URL = 'type.googleapis.com/palisade.v1.RequestAuthentication';
 
 /** Filter config types used inside resources (Any payloads). */
 export const HCM_TYPE_URL =

@@ -5,8 +5,8 @@
  * the signature, loads the wasm and judges every inbound request by the caller's SPIFFE ID,
  * method and path: frontend's GET /hello is allowed, its DELETE /hello denied with the reason.
  */
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { request } from 'node:http';
 import { signBundle } from '../../../policies/sign.ts';
 import type { DemoStep } from '../step.ts';
@@ -29,6 +29,12 @@ spec:
   selector: { services: [backend] }
   cacheKeys: [attributes.source.principal, attributes.request.http.method, parsed_path]
 `;
+
+async function writeAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  const tmp = join(dirname(file), `.${basename(file)}.tmp`);
+  await writeFile(tmp, data);
+  await rename(tmp, file);
+}
 
 function call(address: string, method: string, path: string, signal: AbortSignal): Promise<{ status: number; body: string }> {
   const i = address.lastIndexOf(':');
@@ -62,8 +68,9 @@ export const authorizeWithPolicy: DemoStep = {
     const frontend = ctx.sidecars.find((s) => s.name === 'frontend');
     const backend = ctx.sidecars.find((s) => s.name === 'backend');
     if (!frontend || !backend) throw new Error('no frontend and backend sidecars: the step that starts them did not run');
-    await writeFile(join(dir, 'backend-authz.tar.gz'), signBundle(new Uint8Array(await readFile(BUNDLE)), key.privatePem));
-    await writeFile(join(dir, 'policy.yaml'), POLICY_YAML);
+    // Bundle first, each file whole (temp + rename): the watcher never reads half of one.
+    await writeAtomic(join(dir, 'backend-authz.tar.gz'), signBundle(new Uint8Array(await readFile(BUNDLE)), key.privatePem));
+    await writeAtomic(join(dir, 'policy.yaml'), POLICY_YAML);
     const started = performance.now();
     let stats: PolicyStats | undefined;
     while ((stats = await policyStats(backend.addresses.admin, signal)) === undefined) {

@@ -55,6 +55,13 @@ export const ENTRYPOINT_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-
 /** A dotted path into the authorization input, e.g. attributes.source.principal. */
 export const INPUT_PATH_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]*(?:\\.[A-Za-z0-9_-]+)*$';
 
+/** A JWT provider name: also the key its verified payload appears under in the policy input. */
+export const PROVIDER_NAME_PATTERN = '^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$';
+/** A JWT claim name, nested claims separated by '.' (`sub`, `realm_access.role`). */
+export const CLAIM_PATTERN = '^[^.\\s]+(?:\\.[^.\\s]+)*$';
+/** An http or https URL. */
+export const HTTP_URL_PATTERN = '^https?://[^\\s]+$';
+
 export const PATTERN_PHRASES: ReadonlyMap<string, string> = new Map([
   [DNS_LABEL_PATTERN, "a DNS-1123 label (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)"],
   [DNS_NAME_PATTERN, 'a lowercase DNS name (dot-separated DNS-1123 labels)'],
@@ -69,6 +76,9 @@ export const PATTERN_PHRASES: ReadonlyMap<string, string> = new Map([
   ['^/', "a path starting with '/'"],
   [ENTRYPOINT_PATTERN, "an OPA entrypoint: rule names separated by '/', e.g. envoy/authz/allow"],
   [INPUT_PATH_PATTERN, 'a dotted path into the authorization input, e.g. attributes.source.principal'],
+  [PROVIDER_NAME_PATTERN, "a provider name (1-63 letters, digits, '-', '_' or '.', starting with a letter or digit)"],
+  [CLAIM_PATTERN, "a claim name, nested claims separated by '.', e.g. realm_access.role"],
+  [HTTP_URL_PATTERN, 'an http:// or https:// URL'],
 ]);
 
 /** A DNS-1123 label (resource names, namespaces). */

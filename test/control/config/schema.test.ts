@@ -213,6 +213,6 @@ describe('resolved types', () => {
     expectTypeOf<Backend>().toEqualTypeOf<{ service: string; port?: number; subset?: Record<string, string>; weight: number }>();
     expectTypeOf<NonNullable<HttpRule['fault']>['abort']>().toEqualTypeOf<{ httpStatus?: number; grpcStatus?: number; percent: number } | undefined>();
     expectTypeOf<RouteResource['spec']['http']>().toEqualTypeOf<HttpRule[]>();
-    expectTypeOf<Resource['kind']>().toEqualTypeOf<'Mesh' | 'Service' | 'Route' | 'Policy'>();
+    expectTypeOf<Resource['kind']>().toEqualTypeOf<'Mesh' | 'Service' | 'Route' | 'Policy' | 'RequestAuthentication'>();
   });
 });

@@ -5,7 +5,7 @@
  * requests from frontend's sidecar over mTLS, judged by frontend's SPIFFE ID, method and path.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -53,7 +53,8 @@ function policyYaml(mode: 'enforce' | 'dry-run' | 'audit', bundleFile = 'authz.t
 
 /** Publishes a bundle and a Policy; resolves once the backend's sidecar has that bundle's revision in force. */
 async function publish(bundle: Uint8Array, mode: 'enforce' | 'dry-run' | 'audit', revision: string): Promise<void> {
-  await writeFile(join(mesh.configDir, 'authz.tar.gz'), bundle);
+  await writeFile(join(mesh.configDir, '.authz.tar.gz.tmp'), bundle);
+  await rename(join(mesh.configDir, '.authz.tar.gz.tmp'), join(mesh.configDir, 'authz.tar.gz'));
   await mesh.writeConfig(`${SERVICES}---\n${policyYaml(mode)}`);
   await until(`policy ${revision} ${mode} in force`, () => {
     const p = (backend.sidecar.stats() as { authz: { policies: Record<string, { revision: string; mode: string }> } }).authz.policies['default/backend-authz'];
@@ -125,7 +126,8 @@ describe('Policy enforcement on the inbound listener', () => {
 
   it('a tampered bundle is NACKed and the last good policy stays in force', async () => {
     const nacksBefore = (backend.sidecar.stats() as { xds: { nacks: Record<string, number> } }).xds.nacks[POLICY_TYPE_URL] ?? 0;
-    await writeFile(join(mesh.configDir, 'authz.tar.gz'), flipByte(v1, '/policy.wasm'));
+    await writeFile(join(mesh.configDir, '.authz.tar.gz.tmp'), flipByte(v1, '/policy.wasm'));
+    await rename(join(mesh.configDir, '.authz.tar.gz.tmp'), join(mesh.configDir, 'authz.tar.gz'));
     await mesh.writeConfig(`${SERVICES}---\n${policyYaml('enforce')}`);
     await until('the tampered bundle NACKed', () => ((backend.sidecar.stats() as { xds: { nacks: Record<string, number> } }).xds.nacks[POLICY_TYPE_URL] ?? 0) > nacksBefore, 15_000, 20);
     const p = (backend.sidecar.stats() as { authz: { policies: Record<string, { revision: string }> } }).authz.policies['default/backend-authz']!;
