@@ -47,6 +47,27 @@ function accessor(path: string): Accessor {
   };
 }
 
+/**
+ * One key part, cheap for the common values and never ambiguous: a string is `s` + itself, an
+ * array of strings `a` + its items joined by U+0001, anything else (or a string holding the
+ * separators) `j` + its JSON, `u` for undefined. Parts are joined by "\n", which only JSON
+ * (escaped) could otherwise contain.
+ */
+function part(v: unknown): string {
+  if (typeof v === 'string') return v.includes('\n') ? `j${JSON.stringify(v)}` : `s${v}`;
+  if (v === undefined) return 'u';
+  if (Array.isArray(v)) {
+    let out = 'a';
+    for (let i = 0; i < v.length; i++) {
+      const item: unknown = v[i];
+      if (typeof item !== 'string' || item.includes('\n') || item.includes('\u0001')) return `j${JSON.stringify(v)}`;
+      out += i === 0 ? item : `\u0001${item}`;
+    }
+    return out;
+  }
+  return `j${JSON.stringify(v)}`;
+}
+
 export class DecisionCache {
   readonly maxEntries: number;
   readonly cacheKeys: readonly string[];
@@ -84,11 +105,18 @@ export class DecisionCache {
 
   /** The cache key of `input` under bundle `revision`. */
   keyFor(revision: string, input: unknown): string {
-    let key = JSON.stringify(revision);
-    for (let i = 0; i < this.#accessors.length; i++) {
-      const v = this.#accessors[i]!(input);
-      key += v === undefined ? '\n' : `\n${JSON.stringify(v)}`;
-    }
+    let key = part(revision);
+    for (let i = 0; i < this.#accessors.length; i++) key += `\n${part(this.#accessors[i]!(input))}`;
+    return key;
+  }
+
+  /**
+   * The same key from the values of the cache keys already read (in cacheKeys order), for a
+   * caller that can read them without building the input: equal values give equal keys.
+   */
+  keyFromValues(revision: string, values: readonly unknown[]): string {
+    let key = part(revision);
+    for (let i = 0; i < values.length; i++) key += `\n${part(values[i])}`;
     return key;
   }
 

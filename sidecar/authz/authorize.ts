@@ -30,6 +30,21 @@ export interface PolicyStats {
   dryRunDenied: number;
 }
 
+/** What one request's judgement has built so far. */
+interface Facts {
+  readonly describe: () => RequestDescription;
+  desc: RequestDescription | null;
+  input: EnvoyAuthzInput | null;
+}
+
+function descOf(f: Facts): RequestDescription {
+  return (f.desc ??= f.describe());
+}
+
+function inputOf(f: Facts): EnvoyAuthzInput {
+  return (f.input ??= buildInput(descOf(f)));
+}
+
 const ALLOW_NOTHING: AuthzOutcome = Object.freeze({ allowed: true, addHeaders: Object.freeze([]), removeHeaders: Object.freeze([]) });
 
 export class Authorizer {
@@ -48,39 +63,39 @@ export class Authorizer {
    */
   authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription): AuthzOutcome {
     if (config.policies.length === 0) return ALLOW_NOTHING;
-    let input: EnvoyAuthzInput | null = null;
+    // Built at most once each, and only when needed: a cache hit read from the description needs no input.
+    const facts: Facts = { describe, desc: null, input: null };
     let add: HeaderEntry[] | null = null;
     let remove: string[] | null = null;
     for (const p of config.policies) {
       if (p.pathPrefixes.length > 0 && !p.pathPrefixes.some((prefix) => pathOnly.startsWith(prefix))) continue;
-      input ??= buildInput(describe());
-      const decision = this.#decide(p, input);
+      const decision = this.#decide(p, facts);
       const st = this.#statsOf(p.name);
       const denied = decision.error || !decision.allowed;
       if (p.mode === 'dry-run') {
         if (denied) {
           st.dryRunDenied++;
-          this.#logDecision(p, input, decision, 'would deny (dry-run: served)');
+          this.#logDecision(p, facts, decision, 'would deny (dry-run: served)');
         } else {
           st.allowed++;
-          this.#sampled(p, input, decision);
+          this.#sampled(p, facts, decision);
         }
         continue;
       }
       if (decision.error) {
         st.errors++;
-        this.#logDecision(p, input, decision, 'error: denied (fail closed)');
+        this.#logDecision(p, facts, decision, 'error: denied (fail closed)');
         return { allowed: false, status: 500, body: `policy ${p.name} could not decide`, headers: [] };
       }
       if (!decision.allowed) {
         st.denied++;
-        this.#logDecision(p, input, decision, 'deny');
+        this.#logDecision(p, facts, decision, 'deny');
         const reason = decision.body ?? `denied by policy ${p.name}${decision.reason !== null ? `: ${decision.reason}` : ''}`;
         return { allowed: false, status: decision.httpStatus ?? 403, body: reason, headers: decision.headers ?? [] };
       }
       st.allowed++;
-      if (p.mode === 'audit') this.#logDecision(p, input, decision, 'allow');
-      else this.#sampled(p, input, decision);
+      if (p.mode === 'audit') this.#logDecision(p, facts, decision, 'allow');
+      else this.#sampled(p, facts, decision);
       if (decision.headers !== null) (add ??= []).push(...decision.headers);
       if (decision.requestHeadersToRemove !== null) (remove ??= []).push(...decision.requestHeadersToRemove);
     }
@@ -99,13 +114,22 @@ export class Authorizer {
     return out;
   }
 
-  #decide(p: CompiledPolicy, input: EnvoyAuthzInput): Decision {
+  #decide(p: CompiledPolicy, facts: Facts): Decision {
     const cache = p.cache;
-    if (cache === null) return p.engine.evaluate(input);
-    const key = cache.keyFor(p.revision, input);
+    if (cache === null) return p.engine.evaluate(inputOf(facts));
+    const readers = p.descriptionKeys;
+    let key: string;
+    if (readers !== null) {
+      const d = descOf(facts);
+      const values: unknown[] = [];
+      for (let i = 0; i < readers.length; i++) values.push(readers[i]!(d));
+      key = cache.keyFromValues(p.revision, values);
+    } else {
+      key = cache.keyFor(p.revision, inputOf(facts));
+    }
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
-    const decision = p.engine.evaluate(input);
+    const decision = p.engine.evaluate(inputOf(facts));
     if (!decision.error) cache.set(key, decision);
     return decision;
   }
@@ -116,16 +140,16 @@ export class Authorizer {
     return st;
   }
 
-  #sampled(p: CompiledPolicy, input: EnvoyAuthzInput, decision: Decision): void {
-    if (p.decisionLogPercent > 0 && this.#random() * 100 < p.decisionLogPercent) this.#logDecision(p, input, decision, decision.allowed ? 'allow' : 'deny');
+  #sampled(p: CompiledPolicy, facts: Facts, decision: Decision): void {
+    if (p.decisionLogPercent > 0 && this.#random() * 100 < p.decisionLogPercent) this.#logDecision(p, facts, decision, decision.allowed ? 'allow' : 'deny');
   }
 
-  #logDecision(p: CompiledPolicy, input: EnvoyAuthzInput, decision: Decision, result: string): void {
-    const http = input.attributes.request.http;
+  #logDecision(p: CompiledPolicy, facts: Facts, decision: Decision, result: string): void {
+    const d = descOf(facts);
     this.#log.info({
       policy: p.name, revision: p.revision, mode: p.mode, decision: result,
       reason: decision.reason ?? decision.body ?? undefined,
-      principal: input.attributes.source.principal || null, method: http.method, path: http.path, requestId: http.id,
+      principal: d.sourcePrincipal, method: d.method, path: d.path, requestId: d.requestId,
     }, 'policy decision');
   }
 }

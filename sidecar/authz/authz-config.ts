@@ -11,6 +11,7 @@ import { Policy_Mode } from '../../xds/gen/palisade/v1/policy_pb.js';
 import { readBundle } from '../../policies/bundle.ts';
 import { DecisionCache } from '../../policies/decision-cache.ts';
 import { PolicyEngine } from '../../policies/evaluator.ts';
+import { descriptionKeys, type DescriptionKey } from './description-keys.ts';
 
 export type PolicyModeName = 'enforce' | 'dry-run' | 'audit';
 
@@ -22,6 +23,8 @@ export interface CompiledPolicy {
   readonly engine: PolicyEngine;
   /** Null when the Policy declares no cache keys. */
   readonly cache: DecisionCache | null;
+  /** The cache keys read from the request description (no input built on a hit); null: from the input. */
+  readonly descriptionKeys: readonly DescriptionKey[] | null;
   /** Path prefixes the policy judges; empty: every path. */
   readonly pathPrefixes: readonly string[];
   /** Share of decisions logged, 0..100 (audit logs all). */
@@ -72,6 +75,7 @@ export async function buildAuthzConfig(resources: Iterable<Policy>, service: str
       used.add(engineKey);
       out.push(Object.freeze({
         name: p.name, mode: MODES[p.mode], revision, engine, cache, engineKey,
+        descriptionKeys: cache === null ? null : descriptionKeys(p.cacheKeys),
         pathPrefixes: Object.freeze([...p.pathPrefixes]), decisionLogPercent: p.decisionLogPercent,
       }));
     }

@@ -36,7 +36,13 @@ export function describeRequest(req: DownstreamRequest, ownPrincipal: string | n
   let requestId = req.headers['x-request-id'];
   if (typeof requestId !== 'string' || requestId === '') {
     requestId = randomUUID();
-    setRequestHeader(req, 'x-request-id', requestId);
+    // Absent (the common case): append; present but empty: replace.
+    if (req.headers['x-request-id'] === undefined) {
+      req.rawHeaders.push('x-request-id', requestId);
+      req.headers['x-request-id'] = requestId;
+    } else {
+      setRequestHeader(req, 'x-request-id', requestId);
+    }
   }
   const h2 = req.httpVersion === '2.0';
   const authority = h2 ? req.headers[':authority'] : undefined;

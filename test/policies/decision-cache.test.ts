@@ -54,7 +54,20 @@ describe('DecisionCache', () => {
 
   it('reads array elements by index and own properties only', () => {
     const c = DecisionCache.create({ cacheKeys: ['parsed_path.0', 'x.constructor'] });
-    expect(c.keyFor('r', { parsed_path: ['api', 'v1'], x: {} })).toBe('"r"\n"api"\n');
+    expect(c.keyFor('r', { parsed_path: ['api', 'v1'], x: {} })).toBe(c.keyFor('r', { parsed_path: ['api'] }));
+    expect(c.keyFor('r', { parsed_path: ['api', 'v1'], x: {} })).not.toBe(c.keyFor('r', { parsed_path: ['v1'] }));
+  });
+
+  it('keys equal values equally, from the input or from values read elsewhere, and never confuses distinct ones', () => {
+    const c = DecisionCache.create({ cacheKeys: ['a', 'b'] });
+    expect(c.keyFor('r', { a: 'x', b: ['p', 'q'] })).toBe(c.keyFromValues('r', ['x', ['p', 'q']]));
+    const distinct = [
+      ['x', undefined], ['x', ''], ['x', 'u'], ['xu', undefined], ['x\ny', undefined], ['x', ['p\u0001q']], ['x', ['p', 'q']], ['x', 'ap\u0001q'],
+      ['x', 1], ['x', '1'], ['x', [1]], ['x', ['1']], ['x', null], ['x', 'null'], ['x', {}], ['x', '{}'],
+    ] as const;
+    const keys = distinct.map(([a, b]) => c.keyFor('r', { a, b }));
+    expect(new Set(keys).size).toBe(distinct.length);
+    for (const k of keys) expect(k.split('\n')).toHaveLength(3);
   });
 
   it('evicts the least recently used entry at the bound', () => {
