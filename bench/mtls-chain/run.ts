@@ -52,9 +52,8 @@ import {
   CLIENT_SERVICE, NAMESPACE, nginxTlsProxyConf, nginxUpstreamConf, SERVER_SERVICE, SERVER_SERVICE_PORT, sidecarBootstrap, TRUST_DOMAIN, writePalisadeConfig,
 } from './configs.ts';
 import { loadEnvironment, type BenchEnvironment, type TopologyName } from './environment.ts';
-import type { LoadResult, LoadSpec } from './load.ts';
+import type { LoadResult, LoadSpec } from '../common/http-load.ts';
 
-const HERE = join(REPO, 'bench', 'mtls-chain');
 const RESULTS = join(REPO, 'bench', 'results');
 const PALISADE_CLI = join(REPO, 'cli', 'main.ts');
 
@@ -276,8 +275,8 @@ interface Measured {
 }
 
 async function measure(env: BenchEnvironment, t: Running, round: number, upstreamPid: number): Promise<Measured> {
-  const spec: LoadSpec = { url: t.url, host: t.host, connections: env.connections, durationS: env.durationS, warmupS: env.warmupS, bodyBytes: env.bodyBytes, tls: t.tls };
-  const gen = new Child('load', NODE, [join(HERE, 'load.ts'), JSON.stringify(spec)], { cwd: REPO, deadlineMs: (env.warmupS + env.durationS) * 3000 + 60_000, echoStderr: true });
+  const spec: LoadSpec = { url: t.url, headers: { host: t.host }, connections: env.connections, durationS: env.durationS, warmupS: env.warmupS, bodyBytes: env.bodyBytes, tls: t.tls };
+  const gen = new Child('load', NODE, [join(REPO, 'bench', 'common', 'http-load.ts'), JSON.stringify(spec)], { cwd: REPO, deadlineMs: (env.warmupS + env.durationS) * 3000 + 60_000, echoStderr: true });
   try {
     await gen.waitForEvent('measure', (env.warmupS + 30) * 1000);
     const pids: Record<string, number> = { ...t.proxies, ...t.others, upstream: upstreamPid, load: gen.pid };

@@ -1,8 +1,8 @@
 /**
- * The load generator of bench/mtls-chain, its own child process (never sharing an event loop
- * with a proxy under test):
+ * The HTTP load generator of bench/mtls-chain and bench/authz, its own child process (never
+ * sharing an event loop with a proxy under test):
  *
- *   node bench/mtls-chain/load.ts '<LoadSpec as JSON>'
+ *   node bench/common/http-load.ts '<LoadSpec as JSON>'
  *
  * autocannon, `connections` keep-alive connections, closed loop, over HTTP or, with `tls` set,
  * over TLS presenting a client certificate (autocannon does not verify the server's; the
@@ -15,8 +15,8 @@ import autocannon from 'autocannon';
 
 export interface LoadSpec {
   url: string;
-  /** Host header (the sidecar routes by it). */
-  host: string;
+  /** Request headers (a Host the sidecar routes by, a caller identity a policy judges…). */
+  headers: Record<string, string>;
   connections: number;
   durationS: number;
   warmupS: number;
@@ -49,7 +49,7 @@ async function run(spec: LoadSpec, durationS: number): Promise<LoadResult> {
     connections: spec.connections,
     pipelining: 1,
     duration: durationS,
-    headers: { host: spec.host },
+    headers: spec.headers,
     verifyBody: (body: string) => body.length === spec.bodyBytes,
     timeout: 10,
   };
