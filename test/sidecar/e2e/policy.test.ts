@@ -118,6 +118,17 @@ describe('Policy enforcement on the inbound listener', () => {
     expect(st.dryRunDenied).toBeGreaterThan(0);
   });
 
+  it('audit: enforces like enforce and counts every decision', async () => {
+    await publish(v1, 'audit', 'v1');
+    type St = { allowed: number; denied: number };
+    const stats = () => (backend.sidecar.stats() as { authz: { policies: Record<string, St> } }).authz.policies['default/backend-authz']!;
+    const before = stats();
+    expect((await call('GET', '/api/items')).status).toBe(200);
+    expect(await call('POST', '/api/items')).toMatchObject({ status: 403, body: 'not allowed by backend-authz v1' });
+    const after = stats();
+    expect([after.allowed - before.allowed, after.denied - before.denied]).toEqual([1, 1]);
+  });
+
   it('a new revision replaces the old one: v2 allows POST', async () => {
     await publish(v2, 'enforce', 'v2');
     expect((await call('POST', '/api/items')).status).toBe(200);
