@@ -36,6 +36,7 @@ export const ROOTS = [
   'envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto',
   'envoy/extensions/filters/http/jwt_authn/v3/config.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/service/auth/v3/external_auth.proto',
   'palisade/v1/mesh.proto',
   'palisade/v1/policy.proto',
   'palisade/v1/request_authentication.proto',

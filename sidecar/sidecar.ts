@@ -34,6 +34,7 @@ import { enrollWorkloadTls } from './identity/xds-credentials.ts';
 import type { WorkloadTls } from './identity/workload-tls.ts';
 import { TlsSecrets } from './tls/secrets.ts';
 import { InboundAuthz } from './authz/inbound-authz.ts';
+import { ExtAuthzServer } from './authz/ext-authz-server.ts';
 import { createPolicyValidator, loadVerificationKeys } from './authz/policy-validator.ts';
 import { POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL } from '../xds/resources/type-urls.ts';
 import { createRequestAuthenticationValidator } from './authn/request-authentication-validator.ts';
@@ -83,6 +84,8 @@ export interface SidecarAddresses {
   readonly inbound: string;
   readonly outbound: string;
   readonly admin: string;
+  /** The ext_authz gRPC server (bootstrap extAuthz), host:port; absent when not served. */
+  readonly extAuthz?: string;
 }
 
 export type SidecarEvents = {
@@ -123,6 +126,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   readonly #inboundUpgrade: UpgradeHandler;
   /** The Policies that judge inbound requests (issue #6). */
   readonly #authz: InboundAuthz;
+  /** Envoy ext_authz for the namespace's Policies (bootstrap extAuthz); null when not served, and in workers. */
+  #extAuthz: ExtAuthzServer | null = null;
   #xds: SidecarXds | null = null;
   #phase: Phase = 'new';
   /** The outbound listener's route table in store.current, found once per swap, not per request. */
@@ -163,6 +168,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       service: this.#b.node.service, logger: this.#log.child({ component: 'authz' }), ownPrincipal: () => this.#tls?.identity.spiffeId ?? null,
       // Workers get no xDS stream of their own: only the single-process sidecar waits for it.
       authentication: this.#worker === null,
+      // The ext_authz server judges by every Policy of the namespace, not only this Service's.
+      namespacePolicies: this.#b.extAuthz !== null && this.#worker === null,
     });
     this.#authz.on('applied', () => {
       // The first policies in force may be what readiness waited for.
@@ -269,10 +276,17 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       const outboundPort = await this.#outbound.listen(b.outbound.address, w?.outboundPort ?? b.outbound.port, reuse);
       this.#outboundPort = outboundPort;
       // --- end workers ---
+      let extAuthz: string | undefined;
+      if (w === null && b.extAuthz !== null) {
+        const authz = this.#authz;
+        this.#extAuthz = new ExtAuthzServer({ config: () => authz.namespaceConfig ?? authz.config, logger: this.#log.child({ component: 'ext-authz' }) });
+        extAuthz = hostKey(b.extAuthz.address, await this.#extAuthz.listen(b.extAuthz.address, b.extAuthz.port));
+      }
       this.#addresses = {
         inbound: hostKey(b.inbound.address, this.#inboundPort),
         outbound: hostKey(b.outbound.address, outboundPort),
         admin: w !== null ? '' : hostKey(b.admin.address, adminPort),
+        ...(extAuthz !== undefined ? { extAuthz } : {}),
       };
     } catch (err) {
       await this.close();
@@ -425,7 +439,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#tls?.close();
     this.#authz.close();
     this.store.removeAllListeners('swap');
-    await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close(), ...[...this.#retiring].map((l) => l.close())]);
+    await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close(), this.#extAuthz?.close(), ...[...this.#retiring].map((l) => l.close())]);
     await Promise.all([this.clusters.close(), this.#inboundCluster.close()]);
   }
 
@@ -450,6 +464,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       },
       xds: this.#xds?.stats(this.store.current?.version ?? null) ?? null,
       authz: this.#authz.stats(),
+      ...(this.#extAuthz !== null ? { extAuthz: this.#extAuthz.stats() } : {}),
     };
   }
 }

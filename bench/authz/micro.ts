@@ -154,7 +154,7 @@ export async function runMicro(policy: BuiltPolicy, workDir: string, samples: nu
   const cache = DecisionCache.create({ cacheKeys: CACHE_KEYS });
   cache.set(cache.keyFor(engine.revision, input), wasmAllow);
   const compiled: CompiledPolicy = Object.freeze({
-    name: 'default/bench-authz', mode: 'enforce', revision: engine.revision, engine, cache, pathPrefixes: Object.freeze([]), decisionLogPercent: 0, engineKey: 'bench',
+    name: 'default/bench-authz', mode: 'enforce', revision: engine.revision, engine, cache, services: Object.freeze([]), pathPrefixes: Object.freeze([]), decisionLogPercent: 0, engineKey: 'bench',
     descriptionKeys: descriptionKeys(CACHE_KEYS),
   });
   const config = Object.freeze({ policies: Object.freeze([compiled]) });

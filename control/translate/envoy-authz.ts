@@ -10,9 +10,11 @@
  *                                     authz cluster (ENVOY_AUTHZ_PORT on the Envoy's host),
  *                                     failure_mode_allow false.
  *
- * The ext_authz server is not written yet (TODO(#6)): until it is, a Policy translated to
- * ext_authz makes the Envoy deny (403) every request it reaches. That is deliberate: fail
- * closed rather than serve unauthorized.
+ * The ext_authz server is a Palisade sidecar with a bootstrap `extAuthz` section
+ * (sidecar/authz/ext-authz-server.ts) on the Envoy's host; without one the Envoy denies (403)
+ * every request such a Policy judges: fail closed rather than serve unauthorized. These
+ * filters are not yet put on Envoy listeners (the translator gives Envoys only an outbound
+ * listener, where a destination policy's principal rules cannot match).
  *
  * Selection: node groups are keyed by kind and namespace only, so an Envoy's own Service is
  * not known here. A Policy's selector is therefore expressed in the rules themselves, on the

@@ -33,6 +33,7 @@ export interface PolicyStats {
 /** What one request's judgement has built so far. */
 interface Facts {
   readonly describe: () => RequestDescription;
+  readonly build: (d: RequestDescription) => EnvoyAuthzInput;
   desc: RequestDescription | null;
   input: EnvoyAuthzInput | null;
 }
@@ -42,7 +43,7 @@ function descOf(f: Facts): RequestDescription {
 }
 
 function inputOf(f: Facts): EnvoyAuthzInput {
-  return (f.input ??= buildInput(descOf(f)));
+  return (f.input ??= f.build(descOf(f)));
 }
 
 const ALLOW_NOTHING: AuthzOutcome = Object.freeze({ allowed: true, addHeaders: Object.freeze([]), removeHeaders: Object.freeze([]) });
@@ -59,12 +60,13 @@ export class Authorizer {
 
   /**
    * The outcome for a request: `describe` is called only when some policy applies (a
-   * request no policy judges costs one prefix scan).
+   * request no policy judges costs one prefix scan). `build` makes the input from the
+   * description (default buildInput; the ext_authz server adds the CheckRequest's other attributes).
    */
-  authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription): AuthzOutcome {
+  authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription, build: (d: RequestDescription) => EnvoyAuthzInput = buildInput): AuthzOutcome {
     if (config.policies.length === 0) return ALLOW_NOTHING;
     // Built at most once each, and only when needed: a cache hit read from the description needs no input.
-    const facts: Facts = { describe, desc: null, input: null };
+    const facts: Facts = { describe, build, desc: null, input: null };
     let add: HeaderEntry[] | null = null;
     let remove: string[] | null = null;
     for (const p of config.policies) {

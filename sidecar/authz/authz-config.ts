@@ -25,6 +25,8 @@ export interface CompiledPolicy {
   readonly cache: DecisionCache | null;
   /** The cache keys read from the request description (no input built on a hit); null: from the input. */
   readonly descriptionKeys: readonly DescriptionKey[] | null;
+  /** The Services the Policy selects; empty: every Service. Read by the ext_authz server (the inbound path has already selected). */
+  readonly services: readonly string[];
   /** Path prefixes the policy judges; empty: every path. */
   readonly pathPrefixes: readonly string[];
   /** Share of decisions logged, 0..100 (audit logs all). */
@@ -48,17 +50,18 @@ export function selects(policy: Policy, service: string): boolean {
 
 /**
  * Builds the configuration for `service` from the accepted Policy resources (already
- * validated: signed, entrypoint present). Reuses `previous` engines whose bundle and
+ * validated: signed, entrypoint present); `service` null: every Policy, whatever it selects
+ * (the ext_authz server's set, which judges for Envoys of the whole namespace). Reuses `previous` engines whose bundle and
  * entrypoint are unchanged; returns the engines no longer used, for the caller to close
  * after the swap.
  */
-export async function buildAuthzConfig(resources: Iterable<Policy>, service: string, previous: AuthzConfig): Promise<{ config: AuthzConfig; retired: PolicyEngine[] }> {
+export async function buildAuthzConfig(resources: Iterable<Policy>, service: string | null, previous: AuthzConfig): Promise<{ config: AuthzConfig; retired: PolicyEngine[] }> {
   const reuse = new Map(previous.policies.map((p) => [p.engineKey, p]));
   const used = new Set<string>();
   const out: CompiledPolicy[] = [];
   try {
     for (const p of [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-      if (!selects(p, service)) continue;
+      if (service !== null && !selects(p, service)) continue;
       const engineKey = `${createHash('sha256').update(p.bundle).digest('hex')}|${p.entrypoint}|${p.cacheKeys.join(',')}`;
       const old = reuse.get(engineKey);
       let engine: PolicyEngine;
@@ -76,7 +79,7 @@ export async function buildAuthzConfig(resources: Iterable<Policy>, service: str
       out.push(Object.freeze({
         name: p.name, mode: MODES[p.mode], revision, engine, cache, engineKey,
         descriptionKeys: cache === null ? null : descriptionKeys(p.cacheKeys),
-        pathPrefixes: Object.freeze([...p.pathPrefixes]), decisionLogPercent: p.decisionLogPercent,
+        services: Object.freeze([...p.services]), pathPrefixes: Object.freeze([...p.pathPrefixes]), decisionLogPercent: p.decisionLogPercent,
       }));
     }
   } catch (err) {

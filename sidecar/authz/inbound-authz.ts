@@ -17,6 +17,11 @@
  * owner subscribes RequestAuthentications (`authentication: true`), the first state of those
  * too: the sidecar reports ready only then, so no request reaches the workload before its
  * policies can judge it.
+ *
+ * With `namespacePolicies` (the bootstrap's extAuthz section) a second config is kept next to
+ * the inbound one: every Policy pushed (the whole namespace, whatever it selects), for the
+ * ext_authz server (ext-authz-server.ts) that judges for Envoys. It has engines of its own,
+ * built in the same run; the inbound config and path are unchanged by it.
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
@@ -39,6 +44,8 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
   readonly #ownPrincipal: () => string | null;
   readonly #authorizer: Authorizer;
   #config: AuthzConfig = EMPTY_AUTHZ;
+  /** Every pushed Policy (namespacePolicies); null when not kept. */
+  #namespaceConfig: AuthzConfig | null;
   #ready = false;
   #closed = false;
   /** Builds run one after another, in push order; the last push wins. */
@@ -57,6 +64,8 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
     authentication?: boolean;
     /** JWKS refetches on unknown kids, at most one per this many ms per provider (default 30 000). */
     jwksMinRefreshIntervalMs?: number;
+    /** True: also keep every pushed Policy loaded, selected or not (namespaceConfig), for the ext_authz server. */
+    namespacePolicies?: boolean;
   }) {
     super();
     this.#service = options.service;
@@ -64,6 +73,7 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
     this.#ownPrincipal = options.ownPrincipal;
     this.#authorizer = new Authorizer(options.logger);
     this.#authnReady = options.authentication !== true;
+    this.#namespaceConfig = options.namespacePolicies === true ? EMPTY_AUTHZ : null;
     const log = options.logger;
     this.#authnOptions = {
       ...(options.jwksMinRefreshIntervalMs !== undefined ? { minRefreshIntervalMs: options.jwksMinRefreshIntervalMs } : {}),
@@ -100,18 +110,38 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
     return this.#config;
   }
 
+  /** Every pushed Policy of the namespace, loaded (constructed with namespacePolicies); else null. */
+  get namespaceConfig(): AuthzConfig | null {
+    return this.#namespaceConfig;
+  }
+
   /** A new accepted Policy state (every Policy of the namespace). Resolves when it is in force (or failed, logged). */
   apply(policies: readonly Policy[]): Promise<void> {
     const run = async () => {
       if (this.#closed) return;
       try {
         const { config, retired } = await buildAuthzConfig(policies, this.#service, this.#config);
+        let all: Awaited<ReturnType<typeof buildAuthzConfig>> | null = null;
+        if (this.#namespaceConfig !== null) {
+          try {
+            all = await buildAuthzConfig(policies, null, this.#namespaceConfig);
+          } catch (err) {
+            // Neither set changes: the two stay the same pushed state.
+            for (const p of config.policies) if (!this.#config.policies.some((q) => q.engineKey === p.engineKey)) p.engine.close();
+            throw err;
+          }
+        }
         if (this.#closed) {
           for (const p of config.policies) p.engine.close();
+          for (const p of all?.config.policies ?? []) p.engine.close();
           return;
         }
         this.#config = config;
         for (const e of retired) e.close();
+        if (all !== null) {
+          this.#namespaceConfig = all.config;
+          for (const e of all.retired) e.close();
+        }
         this.#applies++;
         this.#log.info({ policies: config.policies.map((p) => `${p.name}@${p.revision} (${p.mode})`) }, 'policies in force');
       } catch (err) {
@@ -202,6 +232,10 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
     this.#closed = true;
     for (const p of this.#config.policies) p.engine.close();
     this.#config = EMPTY_AUTHZ;
+    if (this.#namespaceConfig !== null) {
+      for (const p of this.#namespaceConfig.policies) p.engine.close();
+      this.#namespaceConfig = EMPTY_AUTHZ;
+    }
   }
 
   #judge(req: DownstreamRequest, jwtPayloads: Readonly<Record<string, unknown>> | null): AuthzOutcome {

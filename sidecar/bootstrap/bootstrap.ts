@@ -21,6 +21,7 @@
  *     trustDomain: mesh.local          # default: the bundle root's spiffe:// URI SAN
  *   policy:                            # optional: Policy bundles are accepted only with keys (issue #6)
  *     verificationKeys: [./policy-signing.pub.pem]   # PEM public keys (SPKI) bundles must be signed by
+ *   extAuthz: { address: 127.0.0.1, port: 9191 }   # optional: serve Envoy ext_authz (gRPC Check) for the namespace's Policies
  *
  * Validation names the file, the field and the value of every problem; unknown fields are
  * refused so a typo surfaces.
@@ -51,6 +52,8 @@ export interface SidecarBootstrap {
   readonly identity: BootstrapIdentity | null;
   /** Policy bundle verification: the files of the public keys bundles must be signed by. Empty: every Policy is refused (NACK). */
   readonly policy: { readonly verificationKeys: readonly string[] };
+  /** The Envoy ext_authz server (docs/envoy-authz.md); null (the default): not served. */
+  readonly extAuthz: { readonly address: string; readonly port: number } | null;
 }
 
 export interface BootstrapIdentity {
@@ -70,6 +73,8 @@ export const BOOTSTRAP_DEFAULTS = Object.freeze({
   inbound: { address: '0.0.0.0', port: 15006, advertiseAddress: '127.0.0.1' },
   outbound: { address: '127.0.0.1', port: 15001 },
   admin: { address: '127.0.0.1', port: 15000 },
+  /** Where Envoys' ext_authz cluster looks (control/translate/envoy-authz.ts ENVOY_AUTHZ_ADDRESS/PORT). */
+  extAuthz: { address: '127.0.0.1', port: 9191 },
 });
 
 /** The bootstrap file is missing, malformed or invalid; the message lists every problem. */
@@ -115,7 +120,7 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
   const errors: string[] = [];
   const report = (path: string, msg: string) => errors.push(`${path}: ${msg}`);
   if (!isObj(doc)) return { valid: false, errors: [`the bootstrap must be a mapping, got ${show(doc)}`] };
-  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin', 'identity', 'policy'], report);
+  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin', 'identity', 'policy', 'extAuthz'], report);
 
   const node = section(doc, 'node', report, true);
   only(node, 'node', ['id', 'service', 'namespace', 'serviceAccount', 'labels', 'locality'], report);
@@ -203,7 +208,18 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
     });
   }
 
-  const ports = [['inbound.port', inbound.port], ['outbound.port', outbound.port], ['admin.port', admin.port]] as const;
+  let extAuthz: { address: string; port: number } | null = null;
+  if (doc.extAuthz !== undefined) {
+    const ea = section(doc, 'extAuthz', report, false);
+    only(ea, 'extAuthz', ['address', 'port'], report);
+    extAuthz = {
+      address: ip(ea, 'extAuthz.address', 'address', report) ?? BOOTSTRAP_DEFAULTS.extAuthz.address,
+      port: port(ea, 'extAuthz.port', report) ?? BOOTSTRAP_DEFAULTS.extAuthz.port,
+    };
+  }
+
+  const ports: (readonly [string, number])[] = [['inbound.port', inbound.port], ['outbound.port', outbound.port], ['admin.port', admin.port]];
+  if (extAuthz !== null) ports.push(['extAuthz.port', extAuthz.port]);
   for (let i = 0; i < ports.length; i++) {
     for (let j = i + 1; j < ports.length; j++) {
       if (ports[i]![1] !== 0 && ports[i]![1] === ports[j]![1]) report(ports[j]![0], `must differ from ${ports[i]![0]} (both ${ports[i]![1]})`);
@@ -222,6 +238,7 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
       admin,
       identity,
       policy: { verificationKeys },
+      extAuthz,
     }),
   };
 }

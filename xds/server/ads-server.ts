@@ -2,6 +2,7 @@
  * The ADS server: StreamAggregatedResources (SotW) and DeltaAggregatedResources over
  * grpc-js, serving whatever the SnapshotCache holds for each stream's node group.
  */
+import { shutdownGracefully } from './shutdown.ts';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Node } from '../gen/envoy/config/core/v3/base_pb.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
@@ -81,16 +82,6 @@ export class AdsServer {
   /** Stops accepting, ends every stream, and resolves once the server is shut down. */
   async close(graceMs = 1000): Promise<void> {
     for (const s of [...this.#streams]) s.end('server shutting down');
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, graceMs);
-      timer.unref();
-      this.#server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownGracefully(this.#server, graceMs);
   }
 }

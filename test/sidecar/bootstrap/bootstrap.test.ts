@@ -22,6 +22,8 @@ describe('sidecar bootstrap', () => {
       admin: { address: '127.0.0.1', port: 15000 },
       // No keys: every Policy bundle is refused.
       policy: { verificationKeys: [] },
+      // Off unless asked for.
+      extAuthz: null,
     });
     expect(r.result.node.id).toMatch(/^web-/);
     expect(Object.isFrozen(r.result.node.labels)).toBe(true);
@@ -37,14 +39,28 @@ describe('sidecar bootstrap', () => {
     [{ ...MINIMAL, policy: { verificationKeys: [] } }, 'policy.verificationKeys: must be a non-empty list of PEM public key files, got []'],
     [{ ...MINIMAL, policy: { verificationKeys: [7] } }, 'policy.verificationKeys[0]: must be a file path, got 7'],
     [{ ...MINIMAL, policy: { keys: ['a.pem'] } }, 'policy.keys: unknown field; known fields: verificationKeys'],
-    [{ ...MINIMAL, outbund: {} }, 'outbund: unknown field; known fields: node, controlPlane, inbound, workload, outbound, admin, identity, policy'],
+    [{ ...MINIMAL, outbund: {} }, 'outbund: unknown field; known fields: node, controlPlane, inbound, workload, outbound, admin, identity, policy, extAuthz'],
     [{ ...MINIMAL, node: { service: 'web', labels: { version: 2 } } }, 'node.labels.version: must be a label value (string, up to 63 of [A-Za-z0-9-_.]), got 2'],
     [{ ...MINIMAL, controlPlane: { address: '127.0.0.1:0' } }, 'controlPlane.address: must be host:port with a port 1..65535, got "127.0.0.1:0"'],
+    [{ ...MINIMAL, extAuthz: { address: 'localhost' } }, 'extAuthz.address: must be an IPv4 or IPv6 address, got "localhost"'],
+    [{ ...MINIMAL, extAuthz: { port: -1 } }, 'extAuthz.port: must be an integer 0..65535 (0 picks a free port), got -1'],
+    [{ ...MINIMAL, extAuthz: { port: 15000 } }, 'extAuthz.port: must differ from admin.port (both 15000)'],
+    [{ ...MINIMAL, extAuthz: { host: '127.0.0.1' } }, 'extAuthz.host: unknown field; known fields: address, port'],
+    [{ ...MINIMAL, extAuthz: 9191 }, 'extAuthz: must be a mapping, got 9191'],
     [{ ...MINIMAL, node: { service: 'web', serviceAccount: 'Web_SA' } }, 'node.serviceAccount: must be a service account name (lowercase DNS label), got "Web_SA"'],
   ])('refuses %j with the field and the value', (doc, error) => {
     const r = parseBootstrap(doc);
     expect(r.valid).toBe(false);
     if (!r.valid) expect(r.errors).toContain(error);
+  });
+
+  it.each([
+    [{}, { address: '127.0.0.1', port: 9191 }],
+    [{ port: 0 }, { address: '127.0.0.1', port: 0 }],
+    [{ address: '::1', port: 19191 }, { address: '::1', port: 19191 }],
+  ])('serves ext_authz with extAuthz %j, defaults filled', (section, expected) => {
+    const r = parseBootstrap({ ...MINIMAL, extAuthz: section });
+    expect(r.valid && r.result.extAuthz).toEqual(expected);
   });
 
   it('reads the policy verification key files', () => {
