@@ -104,7 +104,8 @@ abstract class RawStream<Req, Res> {
 export class RawSotwStream extends RawStream<DiscoveryRequest, DiscoveryResponse> {
   /** Plaintext unless `channelCredentials` says otherwise (TLS, mTLS). */
   constructor(address: string, channelCredentials: ChannelCredentials = credentials.createInsecure()) {
-    const client = new AdsClient(address, channelCredentials);
+    // No SNI from an IP address (Node's DEP0123); test certificates name localhost.
+    const client = new AdsClient(address, channelCredentials, { 'grpc.ssl_target_name_override': 'localhost' });
     super(client, client.streamAggregatedResources!() as ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>);
   }
 
