@@ -12,21 +12,23 @@
  *
  * The ext_authz server is a Palisade sidecar with a bootstrap `extAuthz` section
  * (sidecar/authz/ext-authz-server.ts) on the Envoy's host; without one the Envoy denies (403)
- * every request such a Policy judges: fail closed rather than serve unauthorized. These
- * filters are not yet put on Envoy listeners (the translator gives Envoys only an outbound
- * listener, where a destination policy's principal rules cannot match).
+ * every request such a Policy judges: fail closed rather than serve unauthorized. The
+ * translator puts these filters on the inbound listener of an Envoy with an identity of its
+ * own (inbound.ts), where mTLS is terminated and principal rules see the peer's SPIFFE ID.
  *
- * Selection: node groups are keyed by kind and namespace only, so an Envoy's own Service is
- * not known here. A Policy's selector is therefore expressed in the rules themselves, on the
- * requests the Envoy forwards: `services` matches `:authority` against the hosts of those
- * Services, `pathPrefixes` matches url_path prefixes; requests outside the selection pass via
- * a policy named UNSELECTED_POLICY. ext_authz sends every request and leaves selection to
- * the server (it gets the policy key as gRPC metadata).
+ * Selection: with `options.service` (the inbound listener: the Envoy fronts that Service) only
+ * the Policies selecting it get a filter, and `pathPrefixes` is matched in the rules. Without
+ * it the Service is not known, so a Policy's selector is expressed in the rules themselves:
+ * `services` matches `:authority` against the hosts of those Services, `pathPrefixes` matches
+ * url_path prefixes. Either way requests outside the selection pass via a policy named
+ * UNSELECTED_POLICY. ext_authz sends every request and leaves selection to the server (it
+ * gets the policy key as gRPC metadata).
  *
  * Modes: enforce → `rules`; dry-run → `shadow_rules` only (stats and dynamic metadata, no
  * 403); audit → `rules` and the same `shadow_rules`, so every decision is recorded as
  * dynamic metadata (`shadow_engine_result`) for access logs.
  */
+import { staticCluster } from './static-cluster.ts';
 import { create, fromJson, type JsonValue } from '@bufbuild/protobuf';
 import { anyPack, DurationSchema } from '@bufbuild/protobuf/wkt';
 import { RBACSchema as RbacConfigSchema, type RBAC as RbacConfig } from '../../xds/gen/envoy/config/rbac/v3/rbac_pb.js';
@@ -34,8 +36,7 @@ import { RBACSchema } from '../../xds/gen/envoy/extensions/filters/http/rbac/v3/
 import { ExtAuthzSchema } from '../../xds/gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js';
 import { ApiVersion } from '../../xds/gen/envoy/config/core/v3/config_source_pb.js';
 import { HttpFilterSchema, type HttpFilter } from '../../xds/gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js';
-import { ClusterSchema, Cluster_DiscoveryType, Cluster_LbPolicy, type Cluster } from '../../xds/gen/envoy/config/cluster/v3/cluster_pb.js';
-import { HttpProtocolOptionsSchema } from '../../xds/gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js';
+import type { Cluster } from '../../xds/gen/envoy/config/cluster/v3/cluster_pb.js';
 import { readBundle } from '../../policies/bundle.ts';
 import { envoyRbacFromData, type EnvoyRbacJson, type RbacAnalysis } from '../../policies/rbac-analysis.ts';
 import type { DesiredState } from '../config/state.ts';
@@ -99,15 +100,19 @@ export function policyEnvoyAnalysis(state: DesiredState, key: string, policy: Po
   return envoyRbacFromData(bundleData(bytes), policy.spec.entrypoint);
 }
 
-/** The permission that matches requests the selector selects, or null for "every request". */
-function selection(state: DesiredState, policy: PolicyResource): Record<string, unknown> | null {
+/**
+ * The permission that matches requests the selector selects, or null for "every request".
+ * `serviceKnown`: the listener fronts a Service the selector selects (the inbound listener),
+ * so only `pathPrefixes` is left to match.
+ */
+function selection(state: DesiredState, policy: PolicyResource, serviceKnown: boolean): Record<string, unknown> | null {
   const ns = policy.metadata.namespace;
   const parts: Array<Record<string, unknown>> = [];
   const hosts = (policy.spec.selector.services ?? []).flatMap((name) => {
     const svc = state.services.get(`${ns}/${name}`);
     return svc === undefined ? [] : serviceHosts(svc, ns);
   });
-  if ((policy.spec.selector.services ?? []).length > 0) {
+  if (!serviceKnown && (policy.spec.selector.services ?? []).length > 0) {
     // A selector naming only unknown Services selects nothing; config validation refuses that anyway.
     parts.push({ or_rules: { rules: hosts.length === 0 ? [{ not_rule: { any: true } }] : hosts.map((h) => ({ header: { name: ':authority', string_match: { exact: h } } })) } });
   }
@@ -162,42 +167,37 @@ function extAuthzFilter(key: string, policy: PolicyResource): HttpFilter {
 
 /** The authz cluster: STATIC, HTTP/2 (gRPC), ENVOY_AUTHZ_ADDRESS:ENVOY_AUTHZ_PORT. */
 export function envoyAuthzCluster(namespace: string): Cluster {
-  const name = envoyAuthzClusterName(namespace);
-  return create(ClusterSchema, {
-    name,
-    connectTimeout: create(DurationSchema, { seconds: 1n }),
-    lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
-    clusterDiscoveryType: { case: 'type', value: Cluster_DiscoveryType.STATIC },
-    loadAssignment: {
-      clusterName: name,
-      endpoints: [{
-        lbEndpoints: [{
-          hostIdentifier: {
-            case: 'endpoint',
-            value: { address: { address: { case: 'socketAddress', value: { address: ENVOY_AUTHZ_ADDRESS, portSpecifier: { case: 'portValue', value: ENVOY_AUTHZ_PORT } } } } },
-          },
-        }],
-      }],
-    },
-    typedExtensionProtocolOptions: {
-      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': anyPack(HttpProtocolOptionsSchema, create(HttpProtocolOptionsSchema, {
-        upstreamProtocolOptions: { case: 'explicitHttpConfig', value: { protocolConfig: { case: 'http2ProtocolOptions', value: {} } } },
-      })),
-    },
-  });
+  return staticCluster({ name: envoyAuthzClusterName(namespace), address: ENVOY_AUTHZ_ADDRESS, port: ENVOY_AUTHZ_PORT, connectTimeoutSeconds: 1, http2: true });
+}
+
+export interface EnvoyAuthzOptions {
+  /**
+   * The Service (name, in `namespace`) the listener fronts: only the Policies selecting it
+   * (no `services` selector, or one naming it) get a filter, and their rules match
+   * `pathPrefixes` only. Absent: every Policy of the namespace, the selector in the rules.
+   */
+  readonly service?: string;
+}
+
+/** Whether a Policy's selector selects Service `name` of its namespace. */
+export function policySelectsService(policy: PolicyResource, name: string): boolean {
+  const services = policy.spec.selector.services ?? [];
+  return services.length === 0 || services.includes(name);
 }
 
 /**
  * The authorization filters of an Envoy group in `namespace`: one per Policy of the
- * namespace, in key order (every one must allow a request). Pure apart from a cache of
- * decoded bundle data.
+ * namespace (of those selecting `options.service` when given), in key order (every one must
+ * allow a request). Pure apart from a cache of decoded bundle data.
  */
-export function envoyAuthzFilters(state: DesiredState, namespace: string): EnvoyAuthzOutput {
+export function envoyAuthzFilters(state: DesiredState, namespace: string, options: EnvoyAuthzOptions = {}): EnvoyAuthzOutput {
   const filters: HttpFilter[] = [];
   const translations: EnvoyPolicyTranslation[] = [];
   const problems: string[] = [];
+  const service = options.service;
   for (const [key, policy] of state.policies) {
     if (policy.metadata.namespace !== namespace) continue;
+    if (service !== undefined && !policySelectsService(policy, service)) continue;
     let analysis: RbacAnalysis | null = null;
     let reason = '';
     try {
@@ -211,7 +211,7 @@ export function envoyAuthzFilters(state: DesiredState, namespace: string): Envoy
     if (analysis?.expressible === true) {
       let config: RbacConfig | null = null;
       try {
-        config = rbacConfig(analysis.rbac, selection(state, policy));
+        config = rbacConfig(analysis.rbac, selection(state, policy, service !== undefined));
       } catch (err) {
         reason = `the bundle's RBAC rules are not valid envoy.config.rbac.v3.RBAC: ${(err as Error).message}`;
         problems.push(`Policy ${key}: ${reason}`);

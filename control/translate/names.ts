@@ -7,6 +7,19 @@ export const OUTBOUND_ADDRESS = '127.0.0.1';
 export const OUTBOUND_LISTENER = `${OUTBOUND_ADDRESS}_${OUTBOUND_PORT}`;
 export const OUTBOUND_ROUTE = 'outbound';
 
+/**
+ * The inbound listener an Envoy with an identity of its own gets (Istio's sidecar Envoy port):
+ * it terminates mTLS for the Service named like the Envoy's service account.
+ */
+export const INBOUND_PORT = 15006;
+export const INBOUND_ADDRESS = '0.0.0.0';
+export const INBOUND_LISTENER = `inbound_${INBOUND_PORT}`;
+
+/** The local workload behind an inbound listener: inbound|<port>||<name> (STATIC 127.0.0.1:<port>). */
+export function inboundClusterName(service: ServiceResource): string {
+  return `inbound|${service.spec.port}||${service.metadata.name}`;
+}
+
 /** "k=v,k2=v2" with keys sorted, '' for no subset. */
 export function subsetKey(subset: Readonly<Record<string, string>> | undefined): string {
   if (!subset) return '';

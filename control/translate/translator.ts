@@ -14,6 +14,8 @@ import type { PolicyMode } from '../config/schema.ts';
 import { PolicySchema, Policy_Mode } from '../../xds/gen/palisade/v1/policy_pb.js';
 import { buildCluster } from './clusters.ts';
 import { grpcListeners, outboundListener } from './listeners.ts';
+import { inboundFor } from './inbound.ts';
+import type { Cluster } from '../../xds/gen/envoy/config/cluster/v3/cluster_pb.js';
 import type { NodeTarget } from './node-kind.ts';
 import { DEFAULT_CERTIFICATE_SECRET, ROOT_CA_SECRET } from './mtls.ts';
 import { buildRoutes } from './routes.ts';
@@ -33,6 +35,7 @@ export interface TranslateOptions {
   /**
    * PEM roots of the mesh CA. When set, Envoy and sidecar groups get the SDS Secret
    * `ROOTCA` (a validation_context with these roots); two roots during a root rotation.
+   * Also the condition for an identity group's inbound listener (inbound.ts), which needs it.
    */
   readonly trustBundle?: string | null;
   /**
@@ -58,6 +61,15 @@ export function translate(state: DesiredState, target: NodeTarget, options: Tran
     if (out.loadAssignment) endpoints.push(out.loadAssignment);
   }
   const listeners = target.kind === 'grpc' ? grpcListeners(routes.hosts, routes.usesFault) : [outboundListener(routes.usesFault)];
+  // An Envoy with an identity of its own fronts the Service named like its service account.
+  const inbound = (options.trustBundle ?? null) !== null && target.identity !== undefined
+    ? inboundFor(state, target, state.mesh?.spec.mtls.mode ?? 'STRICT')
+    : null;
+  if (inbound !== null) {
+    listeners.push(inbound.listener);
+    const taken = new Set(clusters.map((c) => (c as Cluster).name));
+    for (const c of inbound.clusters) if (!taken.has(c.name)) clusters.push(c);
+  }
   const out: ResourcesByType = {
     [CLUSTER_TYPE_URL]: clusters,
     [ENDPOINT_TYPE_URL]: endpoints,
