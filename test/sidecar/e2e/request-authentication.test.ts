@@ -178,4 +178,30 @@ describe('RequestAuthentication on the inbound listener', () => {
     expect([r.status, r.body, r.headers['www-authenticate']]).toEqual([401, 'Jwt is missing', 'Bearer realm="https://backend:8080/api/items"']);
     expect((await call('GET', await sign(k2, {}))).status).toBe(200);
   });
+
+  it('the claims matrix holds in dry-run (served, counted) and audit (enforced, counted) modes', async () => {
+    type St = { mode: string; allowed: number; denied: number; dryRunDenied: number };
+    const stats = () => (backend.sidecar.stats() as { authz: { policies: Record<string, St> } }).authz.policies['default/backend-authz']!;
+    // The key the JWKS serves now (an earlier test rotated it).
+    const key = served[served.length - 1]!;
+    const admin = await sign(key, { role: 'admin' });
+    const viewer = await sign(key, { role: 'viewer' });
+    for (const mode of ['dry-run', 'audit'] as const) {
+      await mesh.writeConfig(`${SERVICES}---\n${POLICY}  mode: ${mode}\n---\n${authnYaml(false)}`);
+      await until(`policy in ${mode}`, () => stats().mode === mode, 15_000, 20);
+      const before = stats();
+      const results = [await call('DELETE', admin), await call('DELETE', viewer), await call('DELETE', null), await call('GET', viewer)].map((r) => r.status);
+      const after = stats();
+      if (mode === 'dry-run') {
+        // Everything is served; the two would-be denials are counted.
+        expect(results).toEqual([200, 200, 200, 200]);
+        expect(after.dryRunDenied - before.dryRunDenied).toBe(2);
+      } else {
+        expect(results).toEqual([200, 403, 403, 200]);
+        expect([after.allowed - before.allowed, after.denied - before.denied]).toEqual([2, 2]);
+      }
+    }
+    await publish(false);
+  });
 });
+
