@@ -11,6 +11,7 @@ import { formatConfigError } from '../../control/config/config-error.ts';
 import { loadDirectory } from '../../control/config/load-directory.ts';
 import { checkOutput, guard, UsageError } from '../args.ts';
 import { formatTable } from '../table.ts';
+import { policyCompilerFor } from './control.ts';
 import { parseCommand } from './policy-opa.ts';
 
 export const help = `Usage: palisade config validate DIR [flags]
@@ -30,6 +31,9 @@ Flags:
   --admission-verification-key FILE
                             PEM public key the bundles must be signed with (required
                             with --admission-bundle; unsigned bundles are refused)
+  --policy-signing-key FILE PEM private key (EC P-256 or Ed25519) to compile and sign
+                            Policies with inline Rego, as 'palisade control' does
+                            (needs opa); without it inline Rego is reported invalid
   --dry-run                 accepted for symmetry with 'palisade control --admission-dry-run';
                             validate never applies anything
   -o, --output table|json   output format                                  (default table)
@@ -56,6 +60,7 @@ async function validate(argv: string[]): Promise<number> {
     'admission-bundle': { type: 'string', multiple: true },
     'admission-verification-key': { type: 'string' },
     'dry-run': { type: 'boolean', default: false },
+    'policy-signing-key': { type: 'string' },
     output: { type: 'string', short: 'o', default: 'table' },
   });
   const output = checkOutput(flags.output);
@@ -66,10 +71,11 @@ async function validate(argv: string[]): Promise<number> {
   if (bundles.length === 0 && keyFile !== undefined) throw new UsageError('--admission-verification-key is given but no --admission-bundle');
 
   const dir = resolve(positionals[0]!);
+  const policyCompiler = await policyCompilerFor(flags['policy-signing-key']);
   const admission = keyFile === undefined ? null : await AdmissionController.fromFiles(bundles, keyFile);
   const report: Report = { config: dir, accepted: false, resources: 0, admission: admission === null ? null : { bundles: admission.bundles }, invalid: [], denied: [], mutated: [], errors: [] };
   try {
-    const loaded = await loadDirectory(dir);
+    const loaded = await loadDirectory(dir, { policyCompiler });
     if (!loaded.valid) report.invalid = loaded.errors.map(formatConfigError);
     else {
       report.resources = stateResources(loaded.result).length;

@@ -1,5 +1,7 @@
 /** `palisade control`: the control plane (xDS server, config watcher, admin endpoint). */
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { PolicyCompiler } from '../../control/config/policy-compiler.ts';
 import { DirectorySource } from '../../control/config/source.ts';
 import { parseDuration } from '../../control/config/schema.ts';
 import { ControlPlane } from '../../control/control-plane.ts';
@@ -63,6 +65,11 @@ Flags:
                           PEM public key the admission bundles must be signed with
   --admission-dry-run     review and report admission decisions (log, /api/v1/state)
                           without enforcing them: configuration applies as read
+  --policy-signing-key FILE
+                          PKCS#8 PEM private key (EC P-256 or Ed25519) that signs
+                          the bundles compiled from Policies with inline Rego
+                          (spec.rego.inline; needs opa). Sidecars verify them with
+                          the matching public key. Without it inline Rego is refused
   --log-level LEVEL       ${LOG_LEVELS.join('|')}  (default ${DEFAULTS.logLevel})
   -h, --help              this help
 
@@ -84,6 +91,7 @@ export function run(argv: string[]): Promise<number> {
       'admission-bundle': { type: 'string', multiple: true },
       'admission-verification-key': { type: 'string' },
       'admission-dry-run': { type: 'boolean', default: false },
+      'policy-signing-key': { type: 'string' },
     });
     const level = flags['log-level'] as LogLevel;
     if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
@@ -114,8 +122,10 @@ export function run(argv: string[]): Promise<number> {
     // Verified before anything listens: a bundle that does not verify stops the start.
     const admission = admissionKey === undefined ? null : await AdmissionController.fromFiles(admissionBundles, admissionKey);
 
+    const policyCompiler = await policyCompilerFor(flags['policy-signing-key']);
+
     const logger = createLogger(level);
-    const source = new DirectorySource({ dir: resolve(flags.config), debounceMs });
+    const source = new DirectorySource({ dir: resolve(flags.config), debounceMs, policyCompiler });
     const stateDir = resolve(flags['state-dir']);
     const certs = await CertsService.open(stateDir);
     // With a CA the xDS port is mTLS: every stream presents an SVID and may only speak for its own identity.
@@ -178,4 +188,17 @@ export function run(argv: string[]): Promise<number> {
     logger.flush();
     return 0;
   });
+}
+
+/** The compiler for inline-Rego Policies, signing with the PEM key in `keyFile` (none: inline Rego is refused at its field). */
+export async function policyCompilerFor(keyFile: string | undefined): Promise<PolicyCompiler> {
+  if (keyFile === undefined) return new PolicyCompiler({ signingKeyPem: null });
+  const pem = await readFile(keyFile, 'utf8').catch((err: unknown) => {
+    throw new UsageError(`--policy-signing-key: cannot read ${keyFile}: ${(err as Error).message}`);
+  });
+  try {
+    return new PolicyCompiler({ signingKeyPem: pem });
+  } catch (err) {
+    throw new UsageError(`--policy-signing-key ${keyFile}: ${(err as Error).message.replace(/^signingKeyPem /, '')}`);
+  }
 }

@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { ConfigError, Result } from './config-error.ts';
 import { pointer } from './config-error.ts';
 import { parseConfig } from './parse.ts';
+import type { PolicyCompiler } from './policy-compiler.ts';
 import type { Resource } from './schema.ts';
 import { jwksProblem } from './schema.ts';
 import { buildState, jwksFileKey } from './state.ts';
@@ -20,14 +21,20 @@ import type { DesiredState } from './state.ts';
 /** File name endings read as configuration (case-insensitive). */
 export const CONFIG_EXTENSIONS: readonly string[] = ['.yaml', '.yml', '.json'];
 
+/** How a directory is loaded. */
+export interface LoadOptions {
+  /** Compiles and signs Policies given as inline Rego (spec.rego.inline); without one such a Policy is an error. */
+  policyCompiler?: PolicyCompiler | null;
+}
+
 /**
  * Loads `dir` into a desired state, or every problem: a missing directory, unreadable
  * files, malformed or invalid documents, then (only if every document is valid) the rules
  * between resources. Never throws for I/O; the failure is a `ConfigError` on the file (index 0).
  * A file that disappears between listing and reading is treated as deleted.
  */
-export async function loadDirectory(dir: string): Promise<Result<DesiredState, ConfigError[]>> {
-  return (await readConfigDirectory(dir)).result;
+export async function loadDirectory(dir: string, options: LoadOptions = {}): Promise<Result<DesiredState, ConfigError[]>> {
+  return (await readConfigDirectory(dir, options)).result;
 }
 
 /** What one pass over a config directory found. */
@@ -39,13 +46,13 @@ export interface DirectoryRead {
 }
 
 /** `loadDirectory`, also returning the directories it walked. */
-export async function readConfigDirectory(dir: string): Promise<DirectoryRead> {
+export async function readConfigDirectory(dir: string, options: LoadOptions = {}): Promise<DirectoryRead> {
   const directories: string[] = [];
-  const result = await load(dir, directories);
+  const result = await load(dir, directories, options.policyCompiler ?? null);
   return { result, directories };
 }
 
-async function load(dir: string, directories: string[]): Promise<Result<DesiredState, ConfigError[]>> {
+async function load(dir: string, directories: string[], compiler: PolicyCompiler | null): Promise<Result<DesiredState, ConfigError[]>> {
   const errors: ConfigError[] = [];
   const fail = (file: string, message: string) => errors.push({ file, index: 0, path: '', message });
 
@@ -76,7 +83,7 @@ async function load(dir: string, directories: string[]): Promise<Result<DesiredS
     else errors.push(...parsed.errors);
   }
   if (errors.length > 0) return { valid: false, errors };
-  const bundles = await readPolicyBundles(resources, errors);
+  const bundles = await readPolicyBundles(resources, errors, compiler);
   const jwksFiles = await readJwksFiles(resources, errors);
   if (errors.length > 0) return { valid: false, errors };
   return buildState(resources, { policyBundles: bundles, jwksFiles });
@@ -85,11 +92,27 @@ async function load(dir: string, directories: string[]): Promise<Result<DesiredS
 /** Largest Policy bundle read, bytes (the palisade.v1.Policy proto's limit). */
 export const MAX_POLICY_BUNDLE_BYTES = 16 * 1024 * 1024;
 
-/** Reads each Policy's bundle file (relative to its document's file); problems go to `errors` at spec.bundle.file. */
-async function readPolicyBundles(resources: readonly Resource[], errors: ConfigError[]): Promise<Map<string, Uint8Array>> {
+/**
+ * Reads each Policy's bundle file (relative to its document's file), or compiles its inline
+ * Rego with `compiler`; problems go to `errors` at spec.bundle.file or spec.rego.inline.
+ */
+async function readPolicyBundles(resources: readonly Resource[], errors: ConfigError[], compiler: PolicyCompiler | null): Promise<Map<string, Uint8Array>> {
   const out = new Map<string, Uint8Array>();
   for (const r of resources) {
     if (r.kind !== 'Policy') continue;
+    const policyKey = `${r.metadata.namespace}/${r.metadata.name}`;
+    if (r.spec.rego !== undefined) {
+      const at = { file: r.source.file, index: r.source.index, path: '/spec/rego/inline' };
+      if (compiler === null) {
+        errors.push({ ...at, message: 'inline Rego cannot be used here: this loader has no policy compiler' });
+        continue;
+      }
+      const compiled = await compiler.compile(r.spec.rego.inline, r.spec.entrypoint);
+      if (compiled.valid) out.set(policyKey, compiled.result);
+      else errors.push(...compiled.errors.map((message) => ({ ...at, message })));
+      continue;
+    }
+    if (r.spec.bundle === undefined) continue; // refused by the schema check
     const file = resolve(dirname(r.source.file), r.spec.bundle.file);
     const at = { file: r.source.file, index: r.source.index, path: '/spec/bundle/file' };
     try {
@@ -97,7 +120,7 @@ async function readPolicyBundles(resources: readonly Resource[], errors: ConfigE
       if (!st.isFile()) errors.push({ ...at, message: `${file} is not a file` });
       else if (st.size > MAX_POLICY_BUNDLE_BYTES) errors.push({ ...at, message: `${file} is ${st.size} bytes; a bundle may be at most ${MAX_POLICY_BUNDLE_BYTES}` });
       else if (st.size === 0) errors.push({ ...at, message: `${file} is empty` });
-      else out.set(`${r.metadata.namespace}/${r.metadata.name}`, new Uint8Array(await readFile(file)));
+      else out.set(policyKey, new Uint8Array(await readFile(file)));
     } catch (err) {
       errors.push({ ...at, message: (err as NodeJS.ErrnoException).code === 'ENOENT' ? `bundle file ${file} does not exist (build it with palisade policy build)` : `cannot read bundle file ${file}: ${(err as Error).message}` });
     }

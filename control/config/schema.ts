@@ -14,7 +14,7 @@ import type { MeshDocument, MeshResource } from './schema/mesh.ts';
 import { RouteSchema, checkRoute, normalizeRoute } from './schema/route.ts';
 import type { RouteDocument, RouteResource } from './schema/route.ts';
 import { ServiceSchema, checkService } from './schema/service.ts';
-import { PolicySchema } from './schema/policy.ts';
+import { checkPolicy, PolicySchema } from './schema/policy.ts';
 import type { PolicyDocument, PolicyResource } from './schema/policy.ts';
 import { RequestAuthenticationSchema, checkRequestAuthentication, normalizeRequestAuthentication } from './schema/request-authentication.ts';
 import type { RequestAuthenticationDocument, RequestAuthenticationResource } from './schema/request-authentication.ts';
@@ -128,7 +128,7 @@ export const KIND_DEFINITIONS: Readonly<Record<Kind, KindDefinition>> = Object.f
   Mesh: define('Mesh', MeshSchema, null, null),
   Service: define('Service', ServiceSchema, checkService, null),
   Route: define('Route', RouteSchema, checkRoute, normalizeRoute),
-  Policy: define('Policy', PolicySchema, null, null),
+  Policy: define('Policy', PolicySchema, checkPolicy, null),
   RequestAuthentication: define('RequestAuthentication', RequestAuthenticationSchema, checkRequestAuthentication, normalizeRequestAuthentication),
 });
 

@@ -27,6 +27,7 @@ import type { FSWatcher } from 'node:fs';
 import type { ConfigError } from './config-error.ts';
 import { InvalidConfigError, InvalidOptionError, SourceClosedError, SourceNotStartedError } from './errors.ts';
 import { readConfigDirectory } from './load-directory.ts';
+import { PolicyCompiler } from './policy-compiler.ts';
 import { canonicalJson, canonicalState } from './state.ts';
 import type { DesiredState } from './state.ts';
 
@@ -64,11 +65,13 @@ export interface DirectorySourceOptions {
   dir: string;
   /** Quiet time after the last file-system event before reloading, in milliseconds. Default 100. */
   debounceMs?: number;
+  /** Compiles Policies given as inline Rego; without one (default null) such a Policy is refused. */
+  policyCompiler?: PolicyCompiler | null;
 }
 
-const DEFAULT_OPTIONS = Object.freeze({ debounceMs: 100 });
+const DEFAULT_OPTIONS = Object.freeze({ debounceMs: 100, policyCompiler: null });
 const MAX_DEBOUNCE_MS = 60_000;
-const KNOWN_OPTIONS = new Set(['dir', 'debounceMs']);
+const KNOWN_OPTIONS = new Set(['dir', 'debounceMs', 'policyCompiler']);
 
 /** A `ResourceSource` reading every `*.yaml`, `*.yml` and `*.json` below a directory (see `loadDirectory`). */
 export class DirectorySource extends EventEmitter<ResourceSourceEvents> implements ResourceSource {
@@ -118,7 +121,7 @@ export class DirectorySource extends EventEmitter<ResourceSourceEvents> implemen
     // Watch the root before the first read so that no change slips between the two; the
     // directories below it are watched once the read has listed them.
     this.#watch(dir);
-    const { result, directories } = await readConfigDirectory(dir);
+    const { result, directories } = await readConfigDirectory(dir, { policyCompiler: this.options.policyCompiler });
     const errors = result.valid ? [] : result.errors;
     if (errors.length === 0 && !this.#watchers.has(dir)) {
       errors.push({ file: dir, index: 0, path: '', message: `cannot watch the directory: ${this.#watchError?.message ?? 'unknown error'}` });
@@ -164,7 +167,7 @@ export class DirectorySource extends EventEmitter<ResourceSourceEvents> implemen
   }
 
   async #reload(): Promise<void> {
-    const { result, directories } = await readConfigDirectory(this.options.dir);
+    const { result, directories } = await readConfigDirectory(this.options.dir, { policyCompiler: this.options.policyCompiler });
     if (this.#closed) return;
     if (this.#reconcileWatchers(directories)) this.#dirty = true;
     if (!result.valid) {
@@ -237,7 +240,9 @@ function validateOptions(options: DirectorySourceOptions): Readonly<Required<Dir
   if (typeof d !== 'number' || !Number.isInteger(d) || d < 0 || d > MAX_DEBOUNCE_MS) {
     throw new InvalidOptionError(`debounceMs must be an integer from 0 to ${MAX_DEBOUNCE_MS}, got ${typeof d === 'string' ? JSON.stringify(d) : String(d)}`);
   }
-  return Object.freeze({ dir: merged.dir, debounceMs: d });
+  const compiler = merged.policyCompiler;
+  if (compiler !== null && !(compiler instanceof PolicyCompiler)) throw new InvalidOptionError(`policyCompiler must be a PolicyCompiler or null, got ${typeof compiler}`);
+  return Object.freeze({ dir: merged.dir, debounceMs: d, policyCompiler: compiler });
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

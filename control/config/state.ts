@@ -18,7 +18,7 @@ export interface DesiredState {
   services: Map<string, ServiceResource>;
   routes: Map<string, RouteResource>;
   policies: Map<string, PolicyResource>;
-  /** Each Policy's bundle bytes (its spec.bundle.file as read with the config), by policy key. */
+  /** Each Policy's bundle bytes (its spec.bundle.file as read with the config, or its spec.rego compiled and signed), by policy key. */
   policyBundles: ReadonlyMap<string, Uint8Array>;
   requestAuthentications: Map<string, RequestAuthenticationResource>;
   /**
@@ -115,7 +115,10 @@ export function buildState(resources: readonly Resource[], files: ReadonlyMap<st
         report(policy.source, pointer('spec', 'selector', 'services', i), `Service ${JSON.stringify(name)} not found in namespace ${JSON.stringify(policy.metadata.namespace)}`);
       }
     });
-    if (!policyBundles.has(key)) report(policy.source, pointer('spec', 'bundle', 'file'), `the bundle ${JSON.stringify(policy.spec.bundle.file)} was not read`);
+    if (!policyBundles.has(key)) {
+      if (policy.spec.rego !== undefined) report(policy.source, pointer('spec', 'rego', 'inline'), 'the inline Rego was not compiled');
+      else report(policy.source, pointer('spec', 'bundle', 'file'), `the bundle ${JSON.stringify(policy.spec.bundle?.file ?? '')} was not read`);
+    }
   }
 
   for (const [key, ra] of requestAuthentications) {

@@ -1,16 +1,24 @@
 /**
  * Policy: an authorization policy for the workloads it selects, as a signed OPA bundle
- * compiled to wasm (`palisade policy build`). The bundle file is read with the config and
- * travels to sidecars as the xDS resource palisade.v1.Policy; sidecars verify its signature
- * and evaluate it on inbound requests (docs/policies.md).
+ * compiled to wasm (`palisade policy build`), or as inline Rego the control plane compiles
+ * and signs itself (control/config/policy-compiler.ts). The bundle is read (or compiled) with
+ * the config and travels to sidecars as the xDS resource palisade.v1.Policy; sidecars verify
+ * its signature and evaluate it on inbound requests (docs/policies.md).
  */
 import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
 import type { SourceRef } from '../config-error.ts';
-import { DNS_LABEL_PATTERN, documentSchema, ENTRYPOINT_PATTERN, INPUT_PATH_PATTERN } from './common.ts';
-import type { API_VERSION, Defaulted, Replace, ResourceMetadata } from './common.ts';
+import { atMostOneOf, DNS_LABEL_PATTERN, documentSchema, ENTRYPOINT_PATTERN, INPUT_PATH_PATTERN, listAnd, presentKeys } from './common.ts';
+import type { API_VERSION, Defaulted, Replace, Report, ResourceMetadata } from './common.ts';
+import { pointer } from '../config-error.ts';
 
 export const POLICY_MODES = ['enforce', 'dry-run', 'audit'] as const;
+
+/** Where a Policy's bundle comes from: exactly one of these. */
+const POLICY_SOURCES = ['bundle', 'rego'] as const;
+
+/** Largest inline Rego text, bytes. */
+export const MAX_INLINE_REGO_BYTES = 1024 * 1024;
 
 
 const SelectorSchema = Type.Object(
@@ -32,19 +40,25 @@ export const PolicySpecSchema = Type.Object(
       description: 'enforce: deny with 403; dry-run: serve and log the would-be denial; audit: enforce and log every decision',
     })),
     entrypoint: Type.String({ pattern: ENTRYPOINT_PATTERN, maxLength: 256, description: 'OPA entrypoint the decision is read from, e.g. envoy/authz/allow' }),
-    bundle: Type.Object(
+    bundle: Type.Optional(Type.Object(
       {
         file: Type.String({ minLength: 1, maxLength: 4096, description: 'The signed bundle (palisade policy build), relative to this file\'s directory' }),
       },
       { additionalProperties: false },
-    ),
+    )),
+    rego: Type.Optional(Type.Object(
+      {
+        inline: Type.String({ minLength: 1, maxLength: MAX_INLINE_REGO_BYTES, description: 'Rego source text; the control plane compiles it to wasm and signs it (--policy-signing-key)' }),
+      },
+      { additionalProperties: false },
+    )),
     selector: Type.Optional(SelectorSchema),
     cacheKeys: Type.Optional(Type.Array(Type.String({ pattern: INPUT_PATH_PATTERN, maxLength: 256 }), {
       maxItems: 32, default: [], description: 'Input fields the decision depends on; decisions are cached per bundle revision and their values. None: no cache',
     })),
     decisionLogPercent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 0, description: 'Share of decisions logged (audit mode logs all)' })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'Exactly one of bundle, rego', ...atMostOneOf(POLICY_SOURCES) },
 );
 
 /** An authorization policy: a signed OPA wasm bundle and the workloads it judges. */
@@ -63,4 +77,11 @@ export interface PolicyResource {
   metadata: ResourceMetadata;
   spec: PolicySpec;
   source: SourceRef;
+}
+
+/** Rules beyond the schema: exactly one of spec.bundle and spec.rego. */
+export function checkPolicy(doc: PolicyDocument, report: Report): void {
+  const sources = presentKeys(doc.spec, POLICY_SOURCES);
+  if (sources.length === 0) report(pointer('spec'), 'must set one of bundle (a signed bundle file) or rego (inline Rego)');
+  else if (sources.length > 1) report(pointer('spec'), `must set only one of bundle or rego, got ${listAnd(sources)}`);
 }

@@ -322,7 +322,10 @@ describe('DirectorySource: watching', () => {
     const src = await started();
     const before = src.current();
     const rejected = nextRejected(src);
-    await rm(dir, { recursive: true });
+    // Gone in one step (a recursive rm empties the directory first, and a reload in between
+    // would read a valid, empty configuration).
+    await rename(dir, `${dir}-gone`);
+    await rm(`${dir}-gone`, { recursive: true });
     expect(await rejected).toEqual([{ file: dir, index: 0, path: '', message: 'config directory does not exist' }]);
     expect(src.current()).toBe(before);
   });
@@ -352,7 +355,7 @@ describe('DirectorySource: options', () => {
     [{ dir: 'x', debounceMs: '100' }, 'debounceMs must be an integer from 0 to 60000, got "100"'],
     [{ dir: 'x', debounceMs: Number.NaN }, 'debounceMs must be an integer from 0 to 60000, got NaN'],
     [{ dir: 'x', debounceMs: 60_001 }, 'debounceMs must be an integer from 0 to 60000, got 60001'],
-    [{ dir: 'x', debounce: 100 }, 'unknown option "debounce"; known options: dir, debounceMs'],
+    [{ dir: 'x', debounce: 100 }, 'unknown option "debounce"; known options: dir, debounceMs, policyCompiler'],
     [null, 'options must be an object, got null'],
   ])('rejects %j with PAL_ERR_CONFIG_INVALID_OPTION', (options, message) => {
     expect(() => new DirectorySource(options as unknown as DirectorySourceOptions)).toThrow(
@@ -361,9 +364,9 @@ describe('DirectorySource: options', () => {
   });
 
   it.each([
-    [{ dir: 'x' }, { dir: 'x', debounceMs: 100 }],
-    [{ dir: 'x', debounceMs: 0 }, { dir: 'x', debounceMs: 0 }],
-    [{ dir: 'x', debounceMs: undefined }, { dir: 'x', debounceMs: 100 }],
+    [{ dir: 'x' }, { dir: 'x', debounceMs: 100, policyCompiler: null }],
+    [{ dir: 'x', debounceMs: 0 }, { dir: 'x', debounceMs: 0, policyCompiler: null }],
+    [{ dir: 'x', debounceMs: undefined }, { dir: 'x', debounceMs: 100, policyCompiler: null }],
   ])('accepts %j as %j, frozen', (options, expected) => {
     const src = new DirectorySource(options);
     expect(src.options).toEqual(expected);
