@@ -9,23 +9,11 @@ import { createPrivateKey, sign as cryptoSign, type KeyObject } from 'node:crypt
 import { readBundle } from './bundle.ts';
 import { bundleFileDigest } from './bundle-hash.ts';
 import { PolicyInvalidOptionError } from './errors.ts';
-import { algorithmOf, type SignatureAlgorithm } from './signature.ts';
+import { algorithmOf, jwsAlgorithmParams, jwsKey } from './signature.ts';
 import { writeTarGz } from './tar-writer.ts';
 
 const SIGNATURES = '/.signatures.json';
 
-function signParams(alg: SignatureAlgorithm): { digest: string | null; dsaEncoding?: 'ieee-p1363' } {
-  switch (alg) {
-    case 'ES256': return { digest: 'sha256', dsaEncoding: 'ieee-p1363' };
-    case 'ES384': return { digest: 'sha384', dsaEncoding: 'ieee-p1363' };
-    case 'ES512': return { digest: 'sha512', dsaEncoding: 'ieee-p1363' };
-    case 'EdDSA': case 'Ed25519': return { digest: null };
-    case 'RS256': return { digest: 'sha256' };
-    case 'RS384': return { digest: 'sha384' };
-    case 'RS512': return { digest: 'sha512' };
-    default: throw new PolicyInvalidOptionError(`signing with ${alg} is not supported here; use ES256 or EdDSA`);
-  }
-}
 
 /** The bundle with a fresh /.signatures.json (any previous one replaced). `keyId` defaults to OPA's "default". */
 export function signBundle(bundleBytes: Uint8Array, privateKeyPem: string, options: { keyId?: string } = {}): Uint8Array {
@@ -46,8 +34,7 @@ export function signBundle(bundleBytes: Uint8Array, privateKeyPem: string, optio
   };
   const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
   const signingInput = `${b64({ alg, kid: keyId, typ: 'JWT' })}.${b64(payload)}`;
-  const p = signParams(alg);
-  const signature = cryptoSign(p.digest, Buffer.from(signingInput), p.dsaEncoding !== undefined ? { key, dsaEncoding: p.dsaEncoding } : key);
+  const signature = cryptoSign(jwsAlgorithmParams(alg).digest, Buffer.from(signingInput), jwsKey(alg, key));
   const token = `${signingInput}.${signature.toString('base64url')}`;
   return writeTarGz([
     ...files.map(([name, data]) => ({ name, data })),

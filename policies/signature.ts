@@ -207,20 +207,28 @@ export function algorithmOf(key: KeyObject): SignatureAlgorithm | null {
   return null;
 }
 
-/** node:crypto's digest and options for a JWS algorithm. */
-function jwsVerifyParams(alg: SignatureAlgorithm, key: KeyObject): { digest: string | null; key: KeyObject | { key: KeyObject; dsaEncoding?: 'ieee-p1363'; padding?: number; saltLength?: number } } {
+/** node:crypto's digest and key options for a JWS algorithm (shared with sign.ts). */
+export function jwsAlgorithmParams(alg: SignatureAlgorithm): { digest: string | null; dsaEncoding?: 'ieee-p1363'; pssSaltLength?: number } {
   switch (alg) {
-    case 'ES256': return { digest: 'sha256', key: { key, dsaEncoding: 'ieee-p1363' } };
-    case 'ES384': return { digest: 'sha384', key: { key, dsaEncoding: 'ieee-p1363' } };
-    case 'ES512': return { digest: 'sha512', key: { key, dsaEncoding: 'ieee-p1363' } };
-    case 'EdDSA': case 'Ed25519': return { digest: null, key };
-    case 'RS256': return { digest: 'sha256', key };
-    case 'RS384': return { digest: 'sha384', key };
-    case 'RS512': return { digest: 'sha512', key };
-    case 'PS256': return { digest: 'sha256', key: { key, padding: cryptoConstants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } };
-    case 'PS384': return { digest: 'sha384', key: { key, padding: cryptoConstants.RSA_PKCS1_PSS_PADDING, saltLength: 48 } };
-    case 'PS512': return { digest: 'sha512', key: { key, padding: cryptoConstants.RSA_PKCS1_PSS_PADDING, saltLength: 64 } };
+    case 'ES256': return { digest: 'sha256', dsaEncoding: 'ieee-p1363' };
+    case 'ES384': return { digest: 'sha384', dsaEncoding: 'ieee-p1363' };
+    case 'ES512': return { digest: 'sha512', dsaEncoding: 'ieee-p1363' };
+    case 'EdDSA': case 'Ed25519': return { digest: null };
+    case 'RS256': return { digest: 'sha256' };
+    case 'RS384': return { digest: 'sha384' };
+    case 'RS512': return { digest: 'sha512' };
+    case 'PS256': return { digest: 'sha256', pssSaltLength: 32 };
+    case 'PS384': return { digest: 'sha384', pssSaltLength: 48 };
+    case 'PS512': return { digest: 'sha512', pssSaltLength: 64 };
   }
+}
+
+/** The key argument node:crypto's sign/verify take for `alg`. */
+export function jwsKey(alg: SignatureAlgorithm, key: KeyObject): KeyObject | { key: KeyObject; dsaEncoding?: 'ieee-p1363'; padding?: number; saltLength?: number } {
+  const p = jwsAlgorithmParams(alg);
+  if (p.dsaEncoding !== undefined) return { key, dsaEncoding: p.dsaEncoding };
+  if (p.pssSaltLength !== undefined) return { key, padding: cryptoConstants.RSA_PKCS1_PSS_PADDING, saltLength: p.pssSaltLength };
+  return key;
 }
 
 /**
@@ -247,10 +255,9 @@ export function verifyBundleSync(bundle: Bundle, keys: SyncVerificationKeys): vo
   if (key === undefined) throw new BundleSignatureError(`signature key id ${JSON.stringify(keyId)} is not a configured verification key`);
   const alg = key.algorithm === 'Ed25519' ? 'EdDSA' : key.algorithm;
   if (header.alg !== alg) throw new BundleSignatureError(`signature algorithm ${JSON.stringify(header.alg)} is not the key's ${alg} (key ${JSON.stringify(keyId)})`);
-  const params = jwsVerifyParams(key.algorithm, key.key);
   let ok: boolean;
   try {
-    ok = cryptoVerify(params.digest, Buffer.from(`${parts[0]}.${parts[1]}`, 'ascii'), params.key, Buffer.from(parts[2]!, 'base64url'));
+    ok = cryptoVerify(jwsAlgorithmParams(key.algorithm).digest, Buffer.from(`${parts[0]}.${parts[1]}`, 'ascii'), jwsKey(key.algorithm, key.key), Buffer.from(parts[2]!, 'base64url'));
   } catch (cause) {
     throw new BundleSignatureError(`signature does not verify with key ${JSON.stringify(keyId)} (${key.algorithm}): ${(cause as Error).message}`, { cause });
   }

@@ -155,19 +155,11 @@ export class SidecarXds {
       return;
     }
     if (typeUrl === POLICY_TYPE_URL) {
-      try {
-        this.#o.onPolicies?.([...this.client.state(POLICY_TYPE_URL).resources.values()].map((r) => r.message as Policy));
-      } catch (err) {
-        this.#o.logger.error({ err }, 'applying the policies failed');
-      }
+      this.#handOver(POLICY_TYPE_URL, this.#o.onPolicies, 'the policies');
       return;
     }
     if (typeUrl === REQUEST_AUTHENTICATION_TYPE_URL) {
-      try {
-        this.#o.onRequestAuthentications?.([...this.client.state(REQUEST_AUTHENTICATION_TYPE_URL).resources.values()].map((r) => r.message as RequestAuthentication));
-      } catch (err) {
-        this.#o.logger.error({ err }, 'applying the request authentication failed');
-      }
+      this.#handOver(REQUEST_AUTHENTICATION_TYPE_URL, this.#o.onRequestAuthentications, 'the request authentication');
       return;
     }
     try {
@@ -179,6 +171,15 @@ export class SidecarXds {
       }
     } catch (err) {
       this.#o.logger.error({ err }, 'applying an xDS update failed');
+    }
+  }
+
+  /** Every accepted resource of a Palisade type, to the owner's handler; a handler's failure is logged. */
+  #handOver<T>(typeUrl: string, handler: ((resources: T[]) => void) | undefined, what: string): void {
+    try {
+      handler?.([...this.client.state(typeUrl).resources.values()].map((r) => r.message as T));
+    } catch (err) {
+      this.#o.logger.error({ err }, `applying ${what} failed`);
     }
   }
 
