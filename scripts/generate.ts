@@ -34,12 +34,15 @@ export const ROOTS = [
   'envoy/extensions/filters/http/rbac/v3/rbac.proto',
   'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
   'envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto',
+  'envoy/extensions/filters/http/ratelimit/v3/rate_limit.proto',
+  'envoy/service/ratelimit/v3/rls.proto',
   'envoy/extensions/filters/http/jwt_authn/v3/config.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/service/auth/v3/external_auth.proto',
   'palisade/v1/mesh.proto',
   'palisade/v1/policy.proto',
   'palisade/v1/request_authentication.proto',
+  'palisade/v1/quota.proto',
 ];
 
 /** Fields upstream protoc-gen-validate added after the copy grpc-js-xds ships. */

@@ -20,9 +20,10 @@ import { UpstreamTlsContextSchema, DownstreamTlsContextSchema } from '../gen/env
 import { MeshConfigSchema, type MeshConfig } from '../gen/palisade/v1/mesh_pb.js';
 import { PolicySchema, type Policy } from '../gen/palisade/v1/policy_pb.js';
 import { RequestAuthenticationSchema, type RequestAuthentication } from '../gen/palisade/v1/request_authentication_pb.js';
+import { QuotaSchema, type Quota } from '../gen/palisade/v1/quota_pb.js';
 import { UnknownTypeError } from '../errors.ts';
 import {
-  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
+  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, QUOTA_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
 } from './type-urls.ts';
 
 export interface ResourceType<M extends Message = Message> {
@@ -66,6 +67,7 @@ export const RESOURCE_TYPES: readonly ResourceType[] = [
   entry<RequestAuthentication>({
     typeUrl: REQUEST_AUTHENTICATION_TYPE_URL, shortName: 'AUTHN', schema: RequestAuthenticationSchema, nameOf: (r) => r.name, order: 44, fullState: true,
   }),
+  entry<Quota>({ typeUrl: QUOTA_TYPE_URL, shortName: 'QUOTA', schema: QuotaSchema, nameOf: (r) => r.name, order: 46, fullState: true }),
 ];
 
 const BY_URL = new Map(RESOURCE_TYPES.map((t) => [t.typeUrl, t]));

@@ -8,6 +8,7 @@ export const SECRET_TYPE_URL = 'type.googleapis.com/envoy.extensions.transport_s
 export const MESH_CONFIG_TYPE_URL = 'type.googleapis.com/palisade.v1.MeshConfig';
 export const POLICY_TYPE_URL = 'type.googleapis.com/palisade.v1.Policy';
 export const REQUEST_AUTHENTICATION_TYPE_URL = 'type.googleapis.com/palisade.v1.RequestAuthentication';
+export const QUOTA_TYPE_URL = 'type.googleapis.com/palisade.v1.Quota';
 
 /** Filter config types used inside resources (Any payloads). */
 export const HCM_TYPE_URL =
