@@ -44,6 +44,11 @@ import { translate } from './translate/translator.ts';
 import { peerSpiffeId } from './security/stream-authorizer.ts';
 import { parseWorkloadId } from '../certs/spiffe.ts';
 import { SECRET_TYPE_URL } from '../xds/resources/type-urls.ts';
+import { join } from 'node:path';
+import { LRS_SERVICE, LrsServer } from './metering/lrs-server.ts';
+import { reportIntervalMs } from './metering/mesh-metering.ts';
+import { UsageStore } from './metering/usage-store.ts';
+import { SloEngine } from './slo/slo-engine.ts';
 
 export interface ControlPlaneOptions {
   source: ResourceSource;
@@ -80,6 +85,17 @@ export interface ControlPlaneOptions {
   admission?: AdmissionController;
   /** With `admission`: review, log and report (status.admission) but enforce nothing; states apply as read. Default false. */
   admissionDryRun?: boolean;
+  /**
+   * The control plane's state dir: usage metering aggregates the sidecars' LRS reports per
+   * tenant per day into `<stateDir>/usage/` (control/metering/usage-store.ts). None: reports
+   * are still received (`loadReports`), nothing is aggregated.
+   */
+  stateDir?: string;
+  /**
+   * SLO engine time scale (control/slo/): every burn-rate window and the budget window are
+   * divided by it (60: an hour passes in a minute). A test and demo aid; default 1.
+   */
+  sloTimeScale?: number;
 }
 
 /** A key and certificate the CA issued to an identity the control plane holds for an Envoy. */
@@ -164,6 +180,15 @@ export class ControlPlane {
   /** The source state admission last refused: a 'recovered' to it is no recovery. */
   #refused: DesiredState | null = null;
   readonly status: StateStatus = { appliedAt: null, lastRejection: null, publishes: 0, rejections: 0, admission: null };
+  /**
+   * The LRS endpoint on the xDS server: subscribe to `loadReports.on('report', (node, stats,
+   * receivedAt) => …)` for every load report a proxy sends.
+   */
+  readonly loadReports: LrsServer;
+  /** Usage per tenant per day (with `stateDir`); null without one. */
+  readonly usage: UsageStore | null;
+  /** The Routes' SLOs, judged from the sidecars' load reports: burn rates, alerts, budgets (control/slo/). */
+  readonly slo: SloEngine;
 
   constructor(options: ControlPlaneOptions) {
     this.#source = options.source;
@@ -190,6 +215,19 @@ export class ControlPlane {
       }
       if (r.result) this.registry.update(info.id, r.result);
     };
+    this.loadReports = new LrsServer({
+      intervalMs: () => reportIntervalMs(this.#state?.mesh?.spec.metering),
+      ...(options.authorizeStream !== undefined ? { authorize: options.authorizeStream } : {}),
+      onRefused: (peer, reason) => log.warn({ peer, reason }, 'load report stream refused'),
+    });
+    this.usage = options.stateDir === undefined ? null : new UsageStore({
+      dir: join(options.stateDir, 'usage'),
+      onError: (err) => log.error({ err: err.message, code: (err as { code?: string }).code }, 'usage store'),
+    });
+    const usage = this.usage;
+    if (usage !== null) this.loadReports.on('report', (node, stats, receivedAt) => usage.ingest(node, stats, receivedAt));
+    this.slo = new SloEngine({ state: () => this.#state, logger: log, ...(options.sloTimeScale !== undefined ? { timeScale: options.sloTimeScale } : {}) });
+    this.loadReports.on('report', (_node, stats, receivedAt) => this.slo.ingest(stats, receivedAt));
     this.#ads = new AdsServer({
       cache: this.cache,
       nodeGroup: (node: Node, info: StreamInfo) => groupKey(this.#targetOf(node, info)),
@@ -220,6 +258,7 @@ export class ControlPlane {
         onIgnoredRequest: (info, typeUrl, reason) => log.debug({ stream: info.id, type: typeUrl, reason }, 'request ignored'),
       },
     });
+    this.#ads.addService(LRS_SERVICE, this.loadReports.implementation);
   }
 
   /** Loads the first state (rejects if it is invalid), then serves ADS. Resolves with the bound port. */
@@ -246,6 +285,7 @@ export class ControlPlane {
     this.#xdsPort = await this.#ads.listen(this.#xdsAddress);
     if (this.#xdsPlaintextAddress !== null) this.#xdsPlaintextPort = await this.#ads.listen(this.#xdsPlaintextAddress, ServerCredentials.createInsecure());
     this.#log.info({ xds: this.xdsAddress, xdsPlaintext: this.xdsPlaintextAddress }, 'xDS server listening');
+    this.slo.start();
     return this.#xdsPort;
   }
 
@@ -336,6 +376,7 @@ export class ControlPlane {
     this.status.appliedAt = new Date().toISOString();
     this.status.lastRejection = null;
     this.status.publishes++;
+    this.loadReports.refreshInterval();
     this.#log.info({ groups: groups.length, changed }, 'configuration applied');
     return true;
   }
@@ -515,7 +556,10 @@ export class ControlPlane {
     for (const entry of this.#identities.values()) if (entry.timer) clearTimeout(entry.timer);
     this.#identities.clear();
     this.registry.close();
+    this.loadReports.close();
+    this.slo.close();
     await this.#ads.close();
+    await this.usage?.close();
     await this.#source.close();
   }
 }

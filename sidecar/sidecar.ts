@@ -36,7 +36,11 @@ import { TlsSecrets } from './tls/secrets.ts';
 import { InboundAuthz } from './authz/inbound-authz.ts';
 import { ExtAuthzServer } from './authz/ext-authz-server.ts';
 import { createPolicyValidator, loadVerificationKeys } from './authz/policy-validator.ts';
-import { POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL } from '../xds/resources/type-urls.ts';
+import { POLICY_TYPE_URL, QUOTA_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL } from '../xds/resources/type-urls.ts';
+import { QuotaGate } from './quota/quota-gate.ts';
+import { createQuotaValidator } from './quota/quota-validator.ts';
+import { RedisStore } from './quota/redis-store.ts';
+import { attachFacts, factsOf } from './telemetry/request-facts.ts';
 import { createRequestAuthenticationValidator } from './authn/request-authentication-validator.ts';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
@@ -55,8 +59,16 @@ import { createUpgrader, INBOUND_UPGRADE_TYPES, refuseUpgrade } from './proxy/up
 import { compileRouteTable, type RouteTable } from './routing/route-table.ts';
 import { compileCluster, hostKey } from './upstream/compile-cluster.ts';
 import { UpstreamCluster } from './upstream/upstream-cluster.ts';
-import { HttpListener, type DownstreamRequest, type DownstreamResponse, type UpgradeHandler } from './listeners/http-listener.ts';
+import { HttpListener, type DownstreamRequest, type DownstreamResponse, type RequestHandler, type UpgradeHandler } from './listeners/http-listener.ts';
 import { adminHandler } from './admin/admin.ts';
+import { OverloadManager } from './overload/overload-manager.ts';
+import { createRequestTelemetry } from './telemetry/sidecar-telemetry.ts';
+import type { RequestTelemetry } from './telemetry/request-telemetry.ts';
+import { UsageMeter } from './telemetry/usage-meter.ts';
+import { SloCounters } from './telemetry/slo-counters.ts';
+import { LoadReporter } from './telemetry/load-reporter.ts';
+import { tenantSettings } from './telemetry/tenant.ts';
+import type { PolicyStatsView, XdsStatsView } from './telemetry/metrics.ts';
 
 /** Default deadline for requests in flight when draining, ms. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5000;
@@ -77,6 +89,8 @@ export interface SidecarOptions {
    */
   readonly worker?: { readonly inboundPort: number; readonly outboundPort: number };
   // --- end workers ---
+  /** Overload pressure 0..100 for the quotas' priority shedding (the overload manager). Default: always 0. */
+  readonly pressure?: () => number;
 }
 
 /** Where the listeners are bound (host:port). */
@@ -118,6 +132,19 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   #outboundInLds = true;
   #outboundPort = 0;
   readonly #admin = new HttpListener('admin');
+  /** Metrics, access log, traces and sinks for every inbound and outbound request (issue #7). */
+  readonly telemetry: RequestTelemetry;
+  /** Usage per tenant and route of every request (issue #7), reported over LRS. */
+  readonly usage = new UsageMeter();
+  /**
+   * The LRS stream to the control plane (ADS's address and credentials): carries `usage`, and
+   * named metrics added with `loadReporter.addSource()`. Started with the xDS stream; workers have none.
+   */
+  readonly loadReporter: LoadReporter;
+  /** The outbound handler with telemetry around it. */
+  readonly #outboundHandler: RequestHandler;
+  /** Epoch ms of the last configuration swap, for palisade_xds_last_update_timestamp_seconds. */
+  #lastSwapAt: number | null = null;
   readonly #inboundCluster: UpstreamCluster;
   readonly #inboundTable: RouteTable;
   readonly #outboundForwarder: Forwarder;
@@ -126,6 +153,14 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   readonly #inboundUpgrade: UpgradeHandler;
   /** The Policies that judge inbound requests (issue #6). */
   readonly #authz: InboundAuthz;
+  /** The overload manager (bootstrap overload; sidecar/overload/); null when not configured: then nothing is checked. */
+  readonly #overload: OverloadManager | null;
+  /** The listeners' accept gate: the overload manager's stop-accepting action; null without one. */
+  readonly #connectionGate: (() => boolean) | null;
+  /** The Quotas that count inbound requests, after authz (issue #7). */
+  readonly #quotas: QuotaGate;
+  /** The store of GLOBAL quotas (bootstrap quota.redis); null without one, and in workers. */
+  #quotaStore: RedisStore | null = null;
   /** Envoy ext_authz for the namespace's Policies (bootstrap extAuthz); null when not served, and in workers. */
   #extAuthz: ExtAuthzServer | null = null;
   #xds: SidecarXds | null = null;
@@ -148,6 +183,33 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#version = options.version ?? 'dev';
     this.#drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
     this.#worker = options.worker ?? null;
+    this.telemetry = createRequestTelemetry(this.#b, this.#log, {
+      listeners: () => ({ inbound: this.#inbound.stats(), outbound: this.#outbound.stats() }),
+      connections: () => ({ inbound: this.#inbound.connections, outbound: this.#outbound.connections }),
+      clusters: () => [...this.clusters.stats(), this.#inboundCluster.stats()],
+      policies: () => (this.#authz.stats() as { policies: Record<string, PolicyStatsView> }).policies,
+      certificateNotAfter: () => this.#tls?.identity.notAfter ?? null,
+      xds: () => (this.#xds?.stats(null) ?? null) as XdsStatsView | null,
+      lastConfigUpdate: () => this.#lastSwapAt,
+    });
+    this.#outboundHandler = this.telemetry.wrap('outbound', (req, res) => {
+      this.usage.stamp(req.headers, factsOf(req));
+      this.#handleOutbound(req, res);
+    });
+    const usage = this.usage;
+    this.telemetry.addSink((record) => usage.record(record));
+    this.loadReporter = new LoadReporter({
+      meter: usage,
+      target: () => {
+        const c = this.#xds!.client.config;
+        return { address: c.address, credentials: c.credentials, node: c.node };
+      },
+    });
+    this.loadReporter.on('sourceError', (err) => this.#log.warn({ err }, 'a load report source failed; its loads are skipped this interval'));
+    // Per-route SLO counters (outbound routes with a `palisade.slo` objective), reported over LRS.
+    const slo = new SloCounters((name) => this.#outboundTable?.sloRoute(name) ?? null);
+    this.telemetry.addSink(slo.record);
+    this.loadReporter.addSource(slo.loads);
     if (!Number.isInteger(this.#drainTimeoutMs) || this.#drainTimeoutMs < 0) {
       throw new RangeError(`drainTimeoutMs must be a non-negative integer, got ${this.#drainTimeoutMs}`);
     }
@@ -171,12 +233,25 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       // The ext_authz server judges by every Policy of the namespace, not only this Service's.
       namespacePolicies: this.#b.extAuthz !== null && this.#worker === null,
     });
-    this.#authz.on('applied', () => {
-      // The first policies in force may be what readiness waited for.
+    const overload = this.#b.overload === null ? null : new OverloadManager(this.#b.overload, {
+      connections: () => this.#inbound.connections + this.#outbound.connections,
+      activeRequests: () => this.#inbound.inFlight,
+    });
+    this.#overload = overload;
+    this.#connectionGate = overload === null || overload.config.maxConnections === null ? null : () => overload.admitConnection();
+    this.#quotas = new QuotaGate({
+      service: this.#b.node.service, namespace: this.#b.node.namespace, logger: this.#log.child({ component: 'quota' }),
+      ...(options.pressure !== undefined ? { pressure: options.pressure } : overload !== null ? { pressure: () => overload.pressure() } : {}),
+    });
+    const readyCheck = () => {
+      // The first policies (and quotas) in force may be what readiness waited for.
       const current = this.store.current;
       if (!this.#ready && current?.complete === true && this.#phase === 'running') this.#onSwap(current);
-    });
-    this.#inboundUpgrade = (req, socket, head, respond) => this.#authz.gateUpgrade(req, socket, respond, () => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond));
+    };
+    this.#authz.on('applied', readyCheck);
+    this.#quotas.on('applied', readyCheck);
+    this.#inboundUpgrade = (req, socket, head, respond) => this.#authz.gateUpgrade(req, socket, respond,
+      () => this.#quotas.gateUpgrade(req, socket, respond, () => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond)));
     this.#wireInbound(this.#inbound);
     const outboundUpgrader = createUpgrader({ getCluster: (name) => this.clusters.get(name) });
     this.#outboundUpgrade = (req, socket, head, respond) => {
@@ -185,19 +260,32 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       else outboundUpgrader.upgrade(req, socket, head, table, this.#outboundUpgrades, respond);
     };
     this.#outbound.setUpgradeHandler(this.#outboundUpgrade);
+    this.#outbound.setConnectionGate(this.#connectionGate);
     this.#admin.setHandler(adminHandler({
       isReady: () => this.ready,
       configDump: () => this.configDump(),
       clusters: () => this.clusterStats(),
       stats: () => this.stats(),
       drain: () => this.drain(),
+      metrics: () => this.telemetry.metrics.text(),
     }));
     // Registered here, not in start(): a worker may be configured before it binds.
-    this.store.on('swap', (next) => this.#onSwap(next));
+    this.store.on('swap', (next) => {
+      this.#lastSwapAt = Date.now();
+      this.#onSwap(next);
+    });
   }
 
   #wireInbound(l: HttpListener): void {
-    l.setHandler((req, res) => this.#authz.gate(req, res, () => this.#inboundForwarder.handle(req, res, this.#inboundTable)));
+    l.setConnectionGate(this.#connectionGate);
+    l.setHandler(this.telemetry.wrap('inbound', (req, res) => {
+      this.usage.stamp(req.headers, factsOf(req));
+      // The overload manager first, before authz: a shed request costs one field read.
+      if (this.#overload !== null && this.#overload.shedInbound(req, res)) return;
+      // jwt_claim descriptors read the verified token from the request's facts (authz sets them).
+      if (this.#quotas.config.quotas.length > 0 && factsOf(req) === undefined) attachFacts(req);
+      this.#authz.gate(req, res, () => this.#quotas.gate(req, res, () => this.#inboundForwarder.handle(req, res, this.#inboundTable)));
+    }));
     l.setUpgradeHandler(this.#inboundUpgrade);
   }
 
@@ -293,6 +381,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       throw err;
     }
     if (this.#phase !== 'starting') throw new Error('the sidecar was closed while starting');
+    this.#overload?.start();
     // --- workers: no xDS stream; the configuration comes from the primary ---
     if (this.#worker !== null) {
       this.#phase = 'running';
@@ -303,17 +392,27 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
 
     try {
       const policyKeys = await loadVerificationKeys(b.policy.verificationKeys);
+      if (b.quota.redis !== null) {
+        this.#quotaStore = await RedisStore.connect(b.quota.redis, this.#log.child({ component: 'quota' }));
+        this.#quotas.useStore(this.#quotaStore);
+      }
       this.#xds = new SidecarXds({
         bootstrap: b, inboundPort: this.#inboundPort, version: this.#version, logger: this.#log, tls: this.#tls,
         apply: (client) => this.store.applyFrom(client),
-        validators: { [POLICY_TYPE_URL]: createPolicyValidator(policyKeys), [REQUEST_AUTHENTICATION_TYPE_URL]: createRequestAuthenticationValidator() },
+        validators: {
+          [POLICY_TYPE_URL]: createPolicyValidator(policyKeys), [REQUEST_AUTHENTICATION_TYPE_URL]: createRequestAuthenticationValidator(),
+          [QUOTA_TYPE_URL]: createQuotaValidator({ service: b.node.service, namespace: b.node.namespace, redis: b.quota.redis !== null }),
+        },
         onPolicies: (policies) => void this.#authz.apply(policies),
         onRequestAuthentications: (resources) => this.#authz.applyAuthentication(resources),
+        onQuotas: (quotas) => this.#quotas.apply(quotas),
         // A sidecar without an identity serves plaintext only: the mode has nothing to enforce there.
         onMeshMode: (mode) => {
           if (this.#tls !== null) this.#inbound.setPlaintext(mode === 'PERMISSIVE' ? 'accept' : 'refuse');
         },
+        onMetering: (metering) => this.usage.setSettings(tenantSettings(metering)),
       });
+      this.loadReporter.start();
     } catch (err) {
       await this.close();
       throw err;
@@ -339,12 +438,12 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     const inLds = this.#outboundInLds ? listener !== undefined : this.#outboundTable !== undefined;
     // A worker may get its configuration before start() ('new'): it binds ready.
     // Ready needs the policies in force too: nothing reaches the workload unjudged.
-    if (!next.complete || this.#ready || this.#phase === 'draining' || (this.#worker === null && !this.#authz.ready)) {
+    if (!next.complete || this.#ready || this.#phase === 'draining' || (this.#worker === null && (!this.#authz.ready || !this.#quotas.ready))) {
       this.#followLds(inLds);
       return;
     }
     this.#ready = true;
-    this.#outbound.setHandler((req, res) => this.#handleOutbound(req, res));
+    this.#outbound.setHandler(this.#outboundHandler);
     if (this.#phase !== 'running') return;
     this.#xds?.setReady(true);
     this.#log.info({ version: next.version }, 'sidecar ready');
@@ -367,6 +466,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       const old = this.#outbound;
       this.#outbound = new HttpListener('outbound');
       this.#outbound.setUpgradeHandler(this.#outboundUpgrade);
+    this.#outbound.setConnectionGate(this.#connectionGate);
       this.#retiring.add(old);
       this.#log.warn({ port: this.#outboundPort }, 'the outbound listener left LDS: draining it');
       void old.drain(this.#drainTimeoutMs).then((finished) => {
@@ -376,7 +476,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       return;
     }
     const l = this.#outbound;
-    l.setHandler((req, res) => this.#handleOutbound(req, res));
+    l.setHandler(this.#outboundHandler);
     l.listen(b.outbound.address, this.#outboundPort, { reusePort: this.#worker !== null }).then(
       () => this.#log.info({ port: this.#outboundPort }, 'the outbound listener is back in LDS: listening again'),
       (err: unknown) => this.#log.error({ err, port: this.#outboundPort }, 'the outbound listener could not bind again'),
@@ -384,6 +484,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   }
 
   #handleOutbound(req: DownstreamRequest, res: DownstreamResponse): void {
+    if (this.#overload !== null && this.#overload.shedOutbound(req, res)) return;
     const table = this.#outboundTable;
     if (table === undefined) {
       localReply(res, 503, 'no route configuration');
@@ -438,9 +539,14 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#xds?.close();
     this.#tls?.close();
     this.#authz.close();
+    this.#overload?.close();
+    this.#quotas.close();
+    this.#quotaStore?.close();
     this.store.removeAllListeners('swap');
     await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close(), this.#extAuthz?.close(), ...[...this.#retiring].map((l) => l.close())]);
-    await Promise.all([this.clusters.close(), this.#inboundCluster.close()]);
+    // Usage counted since the last report (the requests just cut included) goes out before the LRS stream closes.
+    await this.loadReporter.flushAndClose(500);
+    await Promise.all([this.clusters.close(), this.#inboundCluster.close(), this.telemetry.close()]);
   }
 
   /** /config_dump. */
@@ -464,6 +570,10 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       },
       xds: this.#xds?.stats(this.store.current?.version ?? null) ?? null,
       authz: this.#authz.stats(),
+      quota: this.#quotas.stats(),
+      usage: { ...this.usage.stats(), reporter: this.loadReporter.stats() },
+      overload: this.#overload?.stats() ?? null,
+      fault: this.#outboundForwarder.faultStats(),
       ...(this.#extAuthz !== null ? { extAuthz: this.#extAuthz.stats() } : {}),
     };
   }

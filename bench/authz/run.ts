@@ -45,6 +45,7 @@ import { request } from 'undici';
 
 import { findOpa } from '../../policies/opa-binary.ts';
 import { freePort } from '../common/free-port.ts';
+import { resultsDir, scenario, type Scenario } from '../common/report.ts';
 import { runBench } from '../common/run-bench.ts';
 import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
 import { nginxUpstreamConf } from '../proxy/configs.ts';
@@ -58,7 +59,7 @@ import type { LoadResult, LoadSpec } from '../common/http-load.ts';
 import { runMicro, type MicroResult } from './micro.ts';
 import { buildPolicy, CALLER, PATH, UNKNOWN_CALLER, type BuiltPolicy } from './policy.ts';
 
-const RESULTS = join(REPO, 'bench', 'results');
+const RESULTS = resultsDir();
 const PALISADE_CLI = join(REPO, 'cli', 'main.ts');
 const POLICY_KEY = `${NAMESPACE}/${POLICY_NAME}`;
 
@@ -304,6 +305,23 @@ async function main(): Promise<number> {
     console.log(`\n${microLines.join('\n')}\n`);
   }
 
+  const scenarios: Scenario[] = [];
+  if (micro !== null) {
+    const ns = (name: string) => micro!.cases.find((c) => c.name === name)?.nsPerOp ?? null;
+    const opaNs = Math.min(micro.opa.median, micro.opaReadOptimized.median);
+    scenarios.push(scenario({
+      id: 'authz-eval-vs-opa', title: 'uncached policy evaluation: opa-wasm in the sidecar vs Go OPA', unit: 'ns/op', better: 'lower',
+      ours: { label: 'wasm eval (JSON in and out)', value: ns('eval (uncached)') }, peer: { label: 'opa bench (the faster store)', value: opaNs },
+      target: { op: '<=', value: 1 }, note: `median of ${env.samples} samples; opa bench × ${env.opaCount}`,
+    }));
+    const hit = ns('cache hit: keyFor + get');
+    scenarios.push(scenario({
+      id: 'authz-cache-hit', title: 'cached decision (keyFor + get) vs an uncached evaluation', unit: 'ns/op', better: 'lower',
+      ours: { label: 'cache hit', value: hit }, peer: { label: 'wasm eval (uncached)', value: ns('eval (uncached)') },
+      note: `target ≤ 1 µs absolute: ${hit === null ? '—' : hit <= 1000 ? 'met' : 'missed'}; whole Authorizer hit ${fmt(ns('Authorizer.authorize, cache hit') ?? NaN, 0)} ns`,
+    }));
+  }
+
   const runs: Measured[] = [];
   const failed: { topology: TopologyName; round: number; error: string }[] = [];
   let macroLines: string[] = [];
@@ -358,12 +376,26 @@ async function main(): Promise<number> {
       `(* = other work on the box used more than ${DISTURBED_PCT}% of a core during the measurement)`,
     ];
     console.log(`\n${macroLines.join('\n')}`);
+    const rounds = `median of ${env.rounds} round${env.rounds === 1 ? '' : 's'}`;
+    if (env.topologies.includes('on') && env.topologies.includes('off')) {
+      scenarios.push(scenario({
+        id: 'authz-sidecar-rps', title: 'sidecar rps with the authz filter (cached decisions) vs without', unit: 'rps', better: 'higher',
+        ours: { label: LABEL.on, value: rps('on') }, peer: { label: LABEL.off, value: rps('off') }, target: { op: '>=', value: 0.9 },
+        note: `${rounds}; sidecar CPU on − off ${fmt(cpu('on') - cpu('off'), 1)} µs/req`,
+      }));
+    }
+    if (env.topologies.includes('on-uncached') && env.topologies.includes('off')) {
+      scenarios.push(scenario({
+        id: 'authz-sidecar-rps-uncached', title: 'sidecar rps with the authz filter, no cacheKeys, vs without', unit: 'rps', better: 'higher',
+        ours: { label: LABEL['on-uncached'], value: rps('on-uncached') }, peer: { label: LABEL.off, value: rps('off') }, note: `${rounds}; a wasm evaluation per request (no target)`,
+      }));
+    }
     for (const f of failed) console.log(`FAILED round ${f.round} ${f.topology}: ${f.error}`);
   }
 
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `authz-${date.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ meta, micro, runs, failed, microLines, macroLines }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, micro, runs, failed, microLines, macroLines, scenarios }, null, 2)}\n`);
   console.log(`\nresults: ${file}`);
   return failed.length === 0 ? 0 : 1;
 }

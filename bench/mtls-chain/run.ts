@@ -42,6 +42,7 @@ import { Agent, request } from 'undici';
 
 import { CertsService } from '../../control/certs/certs-service.ts';
 import { freePort } from '../common/free-port.ts';
+import { resultsDir, scenario } from '../common/report.ts';
 import { runBench } from '../common/run-bench.ts';
 import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
 import { fixedBody } from '../proxy/node-servers.ts';
@@ -54,7 +55,7 @@ import {
 import { loadEnvironment, type BenchEnvironment, type TopologyName } from './environment.ts';
 import type { LoadResult, LoadSpec } from '../common/http-load.ts';
 
-const RESULTS = join(REPO, 'bench', 'results');
+const RESULTS = resultsDir();
 const PALISADE_CLI = join(REPO, 'cli', 'main.ts');
 
 /** Other work on the box above this (% of one core) during a measurement marks it disturbed (*). */
@@ -406,7 +407,20 @@ async function main(): Promise<number> {
 
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `mtls-chain-${date.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ meta, runs, failed, table, ratios }, null, 2)}\n`);
+  const rounds = (topo: TopologyName) => `median of ${of(topo).length} round${of(topo).length === 1 ? '' : 's'}`;
+  const scenarios = [
+    scenario({
+      id: 'mtls-chain-rps', title: 'sidecar chain rps, mTLS on the mesh hop vs plaintext', unit: 'rps', better: 'higher',
+      ours: { label: LABEL.mtls, value: rps('mtls') }, peer: { label: LABEL.plain, value: rps('plain') }, target: { op: '>=', value: 0.8 },
+      note: `${rounds('mtls')}, ${env.connections} keep-alive connections`,
+    }),
+    scenario({
+      id: 'mtls-chain-vs-nginx', title: 'sidecar chain with mTLS vs nginx terminating mTLS', unit: 'rps', better: 'higher',
+      ours: { label: LABEL.mtls, value: rps('mtls') }, peer: { label: LABEL['nginx-tls'], value: rps('nginx-tls') },
+      note: 'two Node proxies in series against one nginx process (no target)',
+    }),
+  ];
+  writeFileSync(file, `${JSON.stringify({ meta, runs, failed, table, ratios, scenarios }, null, 2)}\n`);
   console.log(`\nresults: ${file}`);
   return failed.length === 0 ? 0 : 1;
 }

@@ -39,18 +39,19 @@ import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } fro
 import { arch, cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 
+import { resultsDir, scenario } from '../common/report.ts';
 import { runBench } from '../common/run-bench.ts';
 import { Child } from '../xds-scale/child.ts';
 import { cpuMs, machineBusyMs } from '../xds-scale/proc-stats.ts';
 import { cpuSplitMs } from './proc-cpu.ts';
-import { loadEnvironment, type BenchEnvironment } from './environment.ts';
+import { loadEnvironment, type BenchEnvironment, type TargetName } from './environment.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import { fixedBody } from './node-servers.ts';
 import { formatProfileSummary, summarizeProfile, type ProfileSummary } from './profile-summary.ts';
 import { cpuPerRequestUs, failures, fmt, isDisturbed, LABEL, latencyTable, ratio, throughputTable, verdicts, type LatencyRow, type Measured, type TargetResult } from './report.ts';
 import { HAPROXY, HERE, NGINX, NODE, pinned, REPO, setPinning, startSidecar, startTarget, startUpstream, tempDir, type Running } from './targets.ts';
 
-const RESULTS = join(REPO, 'bench', 'results');
+const RESULTS = resultsDir();
 
 // ---------------------------------------------------------------------------
 // Load
@@ -279,10 +280,29 @@ async function main(): Promise<number> {
   console.log(`\n${vt}`);
   if (profile !== null) console.log(`\n${formatProfileSummary(profile.summary)}\n\nprofile kept: ${profile.file} (open in Chrome DevTools > Performance, or speedscope)`);
 
+  const kept = (t: TargetName) => results.find((r) => r.target === t && r.ok)?.measured;
+  const scenarios = [
+    scenario({
+      id: 'proxy-sidecar-vs-nginx', title: 'proxy rps: the sidecar vs nginx (1 worker)', unit: 'rps', better: 'higher',
+      ours: { label: LABEL.sidecar, value: kept('sidecar')?.load.rps }, peer: { label: LABEL.nginx, value: kept('nginx')?.load.rps }, target: { op: '>=', value: 0.6 },
+      note: `${env.connections} connections, ${env.durationS} s`,
+    }),
+    scenario({
+      id: 'proxy-sidecar-vs-http-proxy-3', title: 'proxy rps: the sidecar vs http-proxy-3', unit: 'rps', better: 'higher',
+      ours: { label: LABEL.sidecar, value: kept('sidecar')?.load.rps }, peer: { label: LABEL['http-proxy-3'], value: kept('http-proxy-3')?.load.rps }, target: { op: '>=', value: 2 },
+    }),
+    scenario({
+      id: 'proxy-cpu-per-request', title: 'proxy CPU per request: the sidecar vs nginx', unit: 'µs/req', better: 'lower',
+      ours: { label: LABEL.sidecar, value: (() => { const m = kept('sidecar'); return m === undefined ? null : cpuPerRequestUs(m); })() },
+      peer: { label: LABEL.nginx, value: (() => { const m = kept('nginx'); return m === undefined ? null : cpuPerRequestUs(m); })() },
+      note: 'the figure that moves least when other work shares the box (no target)',
+    }),
+  ];
+
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `proxy-${stamp}.json`);
   writeFileSync(file, JSON.stringify({
-    meta, results, latency: { rate: latencyRate, rows: latencyRows }, verdicts: v, tables,
+    meta, results, latency: { rate: latencyRate, rows: latencyRows }, verdicts: v, tables, scenarios,
     profile: profile === null ? (profileError === null ? null : { error: profileError }) : { file: profile.file, measured: profile.measured, summary: profile.summary },
   }, null, 2) + '\n');
   console.log(`\nresults: ${file}`);

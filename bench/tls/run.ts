@@ -49,6 +49,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { freePort } from '../common/free-port.ts';
+import { resultsDir, scenario } from '../common/report.ts';
 import { runBench } from '../common/run-bench.ts';
 import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
 import { Child } from '../xds-scale/child.ts';
@@ -60,7 +61,7 @@ import type { TlsLoadResult, TlsLoadSpec } from './load.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const HERE = join(REPO, 'bench', 'tls');
-const RESULTS = join(REPO, 'bench', 'results');
+const RESULTS = resultsDir();
 const REPO_NODE = join(REPO, 'node_modules', '.bin', 'node');
 const NODE = existsSync(REPO_NODE) ? REPO_NODE : process.execPath;
 const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
@@ -385,7 +386,21 @@ async function main(): Promise<number> {
 
   mkdirSync(RESULTS, { recursive: true });
   const out = join(RESULTS, `tls-${stamp}.json`);
-  writeFileSync(out, `${JSON.stringify({ meta, rows, verdicts, serverCounters, profileFile }, null, 2)}\n`);
+  // Handshakes per core (1 s ÷ the target's CPU per handshake): the figure that holds when the
+  // load generator, not the server, sets the pace on a small machine.
+  const perCore = (r: Row | undefined) => (r?.measured?.targetCpuUsPerHandshake ? 1e6 / r.measured.targetCpuUsPerHandshake : null);
+  const scenarios = env.auth.flatMap((auth) => env.resume.map((resume) => {
+    const mine = rows.find((x) => x.target === 'palisade' && x.auth === auth && x.resume === resume);
+    const theirs = rows.find((x) => x.target === 'nginx' && x.auth === auth && x.resume === resume);
+    const what = `${auth === 'server' ? 'server-auth' : 'mutual'} TLS, ${resume === 'full' ? 'full' : 'resumed'} handshakes`;
+    return scenario({
+      id: `tls-${auth}-${resume}`, title: `${what}, per core`, unit: 'hs/s per core', better: 'higher',
+      ours: { label: 'palisade listener', value: perCore(mine) }, peer: { label: 'nginx 1 worker', value: perCore(theirs) },
+      target: resume === 'full' ? { op: '>=', value: 0.7 } : null,
+      note: `handshakes/s ${fmt(mine?.measured?.load.handshakesPerS ?? NaN, 0)} vs ${fmt(theirs?.measured?.load.handshakesPerS ?? NaN, 0)} (${mine?.ratio ?? '—'}×)${mine?.loadBound === true ? ', load-bound' : ''}`,
+    });
+  }));
+  writeFileSync(out, `${JSON.stringify({ meta, rows, verdicts, serverCounters, profileFile, scenarios }, null, 2)}\n`);
   console.log(`\nresults: ${out}`);
   return rows.every((r) => r.ok && (r.measured?.load.errors ?? 0) + (r.measured?.load.badAnswers ?? 0) === 0) ? 0 : 1;
 }

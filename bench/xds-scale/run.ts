@@ -31,6 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { freePort } from '../common/free-port.ts';
+import { resultsDir, scenario } from '../common/report.ts';
 import { runBench } from '../common/run-bench.ts';
 import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
 import { Child } from './child.ts';
@@ -41,7 +42,7 @@ import { cpuMs, machineBusyMs, peakRssKiB, rssKiB } from './proc-stats.ts';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const PEERS = join(REPO, 'bench', 'peers');
 const BIN = join(PEERS, 'bin');
-const RESULTS = join(REPO, 'bench', 'results');
+const RESULTS = resultsDir();
 const PALISADE_CLI = join(REPO, 'cli', 'main.ts');
 const REPO_NODE = join(REPO, 'node_modules', '.bin', 'node');
 const NODE = existsSync(REPO_NODE) ? REPO_NODE : process.execPath;
@@ -466,9 +467,24 @@ async function main(): Promise<number> {
     tables.push(printTable(n, results, env));
   }
 
+  const kept = (s: ServerName, n: number) => results.filter((r) => r.server === s && r.streams === n && r.kept === true);
+  const mode = `${env.delta ? 'delta' : 'SotW'}${env.runs > 1 ? `, median of ${env.runs} runs` : ''}`;
+  const scenarios = env.streams.flatMap((n) => [
+    scenario({
+      id: `xds-scale-p99-${n}`, title: `config push to ${n} ADS streams, p99 convergence`, unit: 'ms', better: 'lower',
+      ours: { label: LABEL.palisade, value: cell(kept('palisade', n), 'p99Ms', 1) }, peer: { label: LABEL.gcp, value: cell(kept('gcp', n), 'p99Ms', 1) },
+      target: { op: '<=', value: 1 }, note: mode,
+    }),
+    scenario({
+      id: `xds-scale-memory-${n}`, title: `memory per ADS stream at ${n} streams`, unit: 'KiB', better: 'lower',
+      ours: { label: LABEL.palisade, value: cell(kept('palisade', n), 'kibPerStream', 1) }, peer: { label: LABEL.gcp, value: cell(kept('gcp', n), 'kibPerStream', 1) },
+      note: 'target under 50 kB per stream at 10k (absolute)',
+    }),
+  ]);
+
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `xds-scale-${meta.date.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ meta, results, tables }, null, 2) + '\n');
+  writeFileSync(file, JSON.stringify({ meta, results, tables, scenarios }, null, 2) + '\n');
   console.log(`\nresults: ${file}`);
   return results.some((r) => r.error !== undefined) ? 1 : 0;
 }

@@ -8,6 +8,7 @@
 import { formatConfigError } from '../../control/config/config-error.ts';
 import { loadDirectory } from '../../control/config/load-directory.ts';
 import { envoyAuthzClusterName, policyEnvoyAnalysis } from '../../control/translate/envoy-authz.ts';
+import { envoyQuotaFilters } from '../../control/translate/envoy-ratelimit.ts';
 import { readBundle } from '../../policies/bundle.ts';
 import { describeEnvoyTranslation } from '../../policies/rbac-analysis.ts';
 import { checkOutput, guard, parseFlags } from '../args.ts';
@@ -21,6 +22,10 @@ enforce it (RBAC with N policies, or ext_authz and why RBAC cannot express it) a
 sidecars do (wasm). The Envoy verdict is the one palisade policy build recorded in the
 bundle. ext_authz goes to the Palisade authz server, which is not written yet: an Envoy
 denies every request such a Policy judges (docs/envoy-authz.md).
+
+For each Quota Envoy nodes cannot enforce (a principal or jwtClaim descriptor, a local
+limit leaving a descriptor key open, ...), or enforce only in part (priority classes), a
+warning line on stderr: "palisade analyze: warning: Quota NS/NAME ..." (docs/configuration.md).
 
 Exit status: 0, or 1 with the errors when the configuration is invalid.
 
@@ -85,6 +90,15 @@ export function run(argv: string[]): Promise<number> {
         sidecar: 'wasm',
       });
     }
+    // What an Envoy fronting each Service would get; a Quota selecting several Services is reported once.
+    const quotaWarnings = new Set<string>();
+    for (const svc of state.services.values()) {
+      for (const t of envoyQuotaFilters(state, svc.metadata.namespace, svc.metadata.name).translations) {
+        if (t.kind === 'none') quotaWarnings.add(`Quota ${t.quota} is not enforced on Envoy nodes: ${t.reason}`);
+        for (const w of t.warnings) quotaWarnings.add(`Quota ${t.quota} is enforced on Envoy nodes in part: ${w}`);
+      }
+    }
+    for (const w of quotaWarnings) process.stderr.write(`palisade analyze: warning: ${w}\n`);
     if (output === 'json') process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     else process.stdout.write(formatAnalysis(rows));
     return 0;

@@ -45,14 +45,16 @@ Flags:
                           served there. Off unless given
   --admin-address HOST:PORT
                           admin HTTP (/ready, /api/v1/proxies, /api/v1/snapshots,
-                          /api/v1/state); keep it on loopback              (default ${DEFAULTS.adminAddress})
+                          /api/v1/state, /api/v1/usage, /api/v1/slo, /metrics);
+                          keep it on loopback                              (default ${DEFAULTS.adminAddress})
   --debounce DURATION     quiet time after a file change before reloading,
                           e.g. 50ms, 1s; 0 reloads at once                (default ${DEFAULTS.debounce})
   --endpoint-grace DURATION
                           how long a sidecar that disconnected or reported not
                           ready stays an endpoint of its Service             (default ${DEFAULTS.endpointGrace})
-  --state-dir DIR         the control plane's own state: join tokens, audit log
-                          (and the CA, issue #5); created on first use     (default ${DEFAULTS.stateDir})
+  --state-dir DIR         the control plane's own state: join tokens, audit log,
+                          the CA, usage per tenant per day (usage/); created
+                          on first use                                     (default ${DEFAULTS.stateDir})
   --ca-address HOST:PORT  HTTPS endpoint where workloads enroll (join token + CSR →
                           SVID); served only once the state dir has a CA
                           (palisade certs init-root)                       (default ${DEFAULTS.caAddress})
@@ -70,6 +72,9 @@ Flags:
                           the bundles compiled from Policies with inline Rego
                           (spec.rego.inline; needs opa). Sidecars verify them with
                           the matching public key. Without it inline Rego is refused
+  --slo-time-scale N      divide every SLO burn-rate window and budget window by N
+                          (60: an hour passes in a minute). A test and demo aid,
+                          not for production alerting                    (default 1)
   --log-level LEVEL       ${LOG_LEVELS.join('|')}  (default ${DEFAULTS.logLevel})
   -h, --help              this help
 
@@ -92,6 +97,7 @@ export function run(argv: string[]): Promise<number> {
       'admission-verification-key': { type: 'string' },
       'admission-dry-run': { type: 'boolean', default: false },
       'policy-signing-key': { type: 'string' },
+      'slo-time-scale': { type: 'string', default: '1' },
     });
     const level = flags['log-level'] as LogLevel;
     if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
@@ -107,6 +113,10 @@ export function run(argv: string[]): Promise<number> {
       endpointGraceMs = flags['endpoint-grace'] === '0' ? 0 : Math.round(parseDuration(flags['endpoint-grace']));
     } catch {
       throw new UsageError(`--endpoint-grace must be a duration like 10s or 500ms, got ${JSON.stringify(flags['endpoint-grace'])}`);
+    }
+    const sloTimeScale = Number(flags['slo-time-scale']);
+    if (!/^[0-9]+(?:\.[0-9]+)?$/.test(flags['slo-time-scale']) || !(sloTimeScale >= 1 && sloTimeScale <= 100_000)) {
+      throw new UsageError(`--slo-time-scale must be a number from 1 to 100000, got ${JSON.stringify(flags['slo-time-scale'])}`);
     }
     const xdsAddress = checkAddress('--xds-address', flags['xds-address']);
     const adminAddress = checkAddress('--admin-address', flags['admin-address']);
@@ -135,7 +145,7 @@ export function run(argv: string[]): Promise<number> {
     // The Mesh's mode, read per stream: PERMISSIVE lets cert-less streams (plaintext port) in without an identity.
     const meshMode = () => cp.state?.mesh?.spec.mtls.mode ?? 'STRICT';
     const cp: ControlPlane = new ControlPlane({
-      source, xdsAddress, logger, endpointGraceMs,
+      source, xdsAddress, logger, endpointGraceMs, sloTimeScale, stateDir,
       ...(admission === null ? {} : { admission, admissionDryRun: flags['admission-dry-run'] }),
       ...(identity === null ? {} : {
         xdsCredentials: provider!.serverCredentials(),

@@ -1,4 +1,5 @@
 /** `palisade proxies`: every connected proxy and its sync status, like istioctl proxy-status. */
+import { getAdminJson } from '../admin-client.ts';
 import { syncStatus, type ProxyRecord } from '../../control/inventory/inventory.ts';
 import { checkAddress, checkOutput, guard, parseFlags } from '../args.ts';
 import { formatTable } from '../table.ts';
@@ -27,14 +28,7 @@ export function run(argv: string[]): Promise<number> {
     });
     const output = checkOutput(flags.output);
     const admin = checkAddress('--admin-address', flags['admin-address']);
-    let res: Response;
-    try {
-      res = await fetch(`http://${admin}/api/v1/proxies`, { signal: AbortSignal.timeout(5000) });
-    } catch (err) {
-      throw new Error(`cannot reach the control plane's admin endpoint at ${admin}: ${(err as Error).cause ?? (err as Error).message}`, { cause: err });
-    }
-    if (!res.ok) throw new Error(`admin endpoint ${admin} answered ${res.status}`);
-    const { proxies } = (await res.json()) as { proxies: ProxyRecord[] };
+    const { proxies } = await getAdminJson<{ proxies: ProxyRecord[] }>(admin, '/api/v1/proxies');
     if (output === 'json') {
       process.stdout.write(`${JSON.stringify(proxies, null, 2)}\n`);
       return 0;

@@ -7,7 +7,9 @@ import type { DemoStep } from './step.ts';
 import { authorizeWithPolicy } from './steps/authorize-with-policy.ts';
 import { callThroughSidecars } from './steps/call-through-sidecars.ts';
 import { changeWeights } from './steps/change-weights.ts';
+import { limitWithQuota } from './steps/limit-with-quota.ts';
 import { listProxies } from './steps/list-proxies.ts';
+import { showMetrics } from './steps/show-metrics.ts';
 import { registerSidecars } from './steps/register-sidecars.ts';
 import { resolveClient } from './steps/resolve-client.ts';
 import { splitCalls } from './steps/split-calls.ts';
@@ -29,5 +31,7 @@ export const DEMO_STEPS: readonly DemoStep[] = Object.freeze([
   registerSidecars,
   callThroughSidecars,
   authorizeWithPolicy,
+  limitWithQuota,
+  showMetrics,
   listProxies,
 ]);

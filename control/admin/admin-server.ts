@@ -8,6 +8,11 @@
  *   GET /api/v1/state       last applied / last refused configuration
  *   GET /api/v1/endpoints   endpoints registered by sidecars, serving or in their grace period
  *   /api/v1/certs/tokens    join tokens: mint (POST), list (GET), revoke (DELETE …/<id>); certs-routes.ts
+ *   GET /api/v1/usage?tenant=T&day=YYYY-MM-DD
+ *                           usage per tenant and route of a UTC day (default today); 400 for a
+ *                           bad parameter, 503 without a usage store (no state dir)
+ *   GET /api/v1/slo         every SLO objective: target, budget left, burn rates per window, alerts
+ *   GET /metrics            Prometheus text: the SLO gauges (palisade_slo_*)
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { CertsService } from '../certs/certs-service.ts';
@@ -64,6 +69,16 @@ export class AdminServer {
         return send(res, 200, { proxies: this.#cp.inventory.list() });
       case '/api/v1/endpoints':
         return send(res, 200, { endpoints: this.#cp.registry.list() });
+      case '/api/v1/usage':
+        return this.#usage(url, res);
+      case '/api/v1/slo':
+        return send(res, 200, this.#cp.slo.status());
+      case '/metrics':
+        this.#cp.slo.evaluate();
+        this.#cp.slo.registry.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': this.#cp.slo.registry.contentType }).end(text);
+        }, (err: unknown) => send(res, 500, { error: (err as Error).message }));
+        return;
       case '/api/v1/snapshots':
         return send(res, 200, { groups: this.#snapshots() });
       case '/api/v1/state':
@@ -76,7 +91,19 @@ export class AdminServer {
           } : null,
         });
       default:
-        return send(res, 404, { error: `no such path ${url.pathname}`, paths: ['/ready', '/api/v1/proxies', '/api/v1/snapshots', '/api/v1/state', '/api/v1/endpoints', '/api/v1/certs/tokens'] });
+        return send(res, 404, { error: `no such path ${url.pathname}`, paths: ['/ready', '/api/v1/proxies', '/api/v1/snapshots', '/api/v1/state', '/api/v1/endpoints', '/api/v1/certs/tokens', '/api/v1/usage', '/api/v1/slo', '/metrics'] });
+    }
+  }
+
+  #usage(url: URL, res: ServerResponse): void {
+    const usage = this.#cp.usage;
+    if (usage === null) return send(res, 503, { error: 'usage metering needs a state dir', code: null });
+    try {
+      return send(res, 200, usage.query({ tenant: url.searchParams.get('tenant'), day: url.searchParams.get('day') }));
+    } catch (err) {
+      const e = err as { code?: string; parameter?: string; message: string };
+      if (e.code === 'PAL_ERR_METERING_INVALID_QUERY') return send(res, 400, { error: e.message, code: e.code, parameter: e.parameter ?? null });
+      throw err;
     }
   }
 

@@ -19,6 +19,8 @@ import type { PolicyDocument, PolicyResource } from './schema/policy.ts';
 import { RequestAuthenticationSchema, checkRequestAuthentication, normalizeRequestAuthentication } from './schema/request-authentication.ts';
 import type { RequestAuthenticationDocument, RequestAuthenticationResource } from './schema/request-authentication.ts';
 import type { ServiceDocument, ServiceResource } from './schema/service.ts';
+import { QuotaSchema, checkQuota, normalizeQuota } from './schema/quota.ts';
+import type { QuotaDocument, QuotaResource } from './schema/quota.ts';
 
 export {
   ADDRESS_PATTERN,
@@ -96,17 +98,25 @@ export type {
   RequestAuthenticationSpec,
   RequestAuthenticationSpecDocument,
 } from './schema/request-authentication.ts';
+export {
+  ATTRIBUTE_SOURCES, DEFAULT_QUOTA_ROUTE, QUOTA_FAILURE_MODES, QUOTA_NAME_PATTERN, QUOTA_SCOPES, QuotaSchema, QuotaSpecSchema,
+  attributeSource, checkQuota, intervalProblem, normalizeQuota, splitJwtClaim,
+} from './schema/quota.ts';
+export type {
+  QuotaAttribute, QuotaDescriptor, QuotaDocument, QuotaFailureMode, QuotaLimit, QuotaPriority, QuotaResource, QuotaRoute, QuotaScope, QuotaSelector,
+  QuotaSpec, QuotaSpecDocument,
+} from './schema/quota.ts';
 export { regexProblem } from './schema/regex.ts';
 export type { SourceRef } from './config-error.ts';
 
 /** Every kind, in the order a configuration is usually read (and known kinds are listed). */
-export const KINDS = ['Mesh', 'Service', 'Route', 'Policy', 'RequestAuthentication'] as const;
+export const KINDS = ['Mesh', 'Service', 'Route', 'Policy', 'RequestAuthentication', 'Quota'] as const;
 export type Kind = (typeof KINDS)[number];
 
 /** A validated resource with defaults applied and its origin. */
-export type Resource = MeshResource | ServiceResource | RouteResource | PolicyResource | RequestAuthenticationResource;
+export type Resource = MeshResource | ServiceResource | RouteResource | PolicyResource | RequestAuthenticationResource | QuotaResource;
 /** A document as written (defaulted fields optional, no `source`). */
-export type ResourceDocument = MeshDocument | ServiceDocument | RouteDocument | PolicyDocument | RequestAuthenticationDocument;
+export type ResourceDocument = MeshDocument | ServiceDocument | RouteDocument | PolicyDocument | RequestAuthenticationDocument | QuotaDocument;
 
 /** What the validator needs to know about one kind. */
 export interface KindDefinition {
@@ -130,6 +140,7 @@ export const KIND_DEFINITIONS: Readonly<Record<Kind, KindDefinition>> = Object.f
   Route: define('Route', RouteSchema, checkRoute, normalizeRoute),
   Policy: define('Policy', PolicySchema, checkPolicy, null),
   RequestAuthentication: define('RequestAuthentication', RequestAuthenticationSchema, checkRequestAuthentication, normalizeRequestAuthentication),
+  Quota: define('Quota', QuotaSchema, checkQuota, normalizeQuota),
 });
 
 /** True if `kind` names a known kind. */
@@ -155,4 +166,5 @@ export const JSON_SCHEMAS: Readonly<Record<Kind, Readonly<Record<string, unknown
   Route: toJsonSchema(RouteSchema),
   Policy: toJsonSchema(PolicySchema),
   RequestAuthentication: toJsonSchema(RequestAuthenticationSchema),
+  Quota: toJsonSchema(QuotaSchema),
 });

@@ -7,7 +7,8 @@
 import type { ConfigError, Result, SourceRef } from './config-error.ts';
 import { pointer } from './config-error.ts';
 import { createHash } from 'node:crypto';
-import type { Backend, BackendDocument, MeshResource, PolicyResource, RequestAuthenticationResource, Resource, RouteResource, ServiceResource } from './schema.ts';
+import type { Backend, BackendDocument, MeshResource, PolicyResource, QuotaResource, RequestAuthenticationResource, Resource, RouteResource, ServiceResource } from './schema.ts';
+import { splitJwtClaim } from './schema.ts';
 
 /**
  * A consistent set of resources. Maps are keyed by `namespace/name` (see `serviceKey`) and
@@ -26,6 +27,7 @@ export interface DesiredState {
    * `jwksFileKey(resource key, provider)`.
    */
   jwksFiles: ReadonlyMap<string, string>;
+  quotas: Map<string, QuotaResource>;
 }
 
 /** What `buildState` needs besides the documents: the files they name, read with the config. */
@@ -64,7 +66,7 @@ export function resolveBackend(route: RouteResource, backend: Backend | BackendD
 
 /** A state with nothing in it. */
 export function emptyState(): DesiredState {
-  return { mesh: null, services: new Map(), routes: new Map(), policies: new Map(), policyBundles: new Map(), requestAuthentications: new Map(), jwksFiles: new Map() };
+  return { mesh: null, services: new Map(), routes: new Map(), policies: new Map(), policyBundles: new Map(), requestAuthentications: new Map(), jwksFiles: new Map(), quotas: new Map() };
 }
 
 /**
@@ -85,6 +87,7 @@ export function buildState(resources: readonly Resource[], files: ReadonlyMap<st
   const routes = new Map<string, RouteResource>();
   const policies = new Map<string, PolicyResource>();
   const requestAuthentications = new Map<string, RequestAuthenticationResource>();
+  const quotas = new Map<string, QuotaResource>();
 
   for (const r of resources) {
     const key = resourceKey(r);
@@ -105,6 +108,9 @@ export function buildState(resources: readonly Resource[], files: ReadonlyMap<st
         break;
       case 'RequestAuthentication':
         addUnique(requestAuthentications, key, r, report);
+        break;
+      case 'Quota':
+        addUnique(quotas, key, r, report);
         break;
     }
   }
@@ -131,6 +137,23 @@ export function buildState(resources: readonly Resource[], files: ReadonlyMap<st
       if (p.jwks.file !== undefined && !jwksFiles.has(jwksFileKey(key, provider))) {
         report(ra.source, pointer('spec', 'providers', provider, 'jwks', 'file'), `the JWKS file ${JSON.stringify(p.jwks.file)} was not read`);
       }
+    }
+  }
+
+  for (const quota of quotas.values()) {
+    const ns = quota.metadata.namespace;
+    (quota.spec.selector.services ?? []).forEach((name, i) => {
+      if (!services.has(serviceKey(ns, name))) report(quota.source, pointer('spec', 'selector', 'services', i), `Service ${JSON.stringify(name)} not found in namespace ${JSON.stringify(ns)}`);
+    });
+    // A claim of a provider nobody verifies would never have a value: the quota would count nothing.
+    const providers = new Set<string>();
+    for (const ra of requestAuthentications.values()) if (ra.metadata.namespace === ns) for (const p of Object.keys(ra.spec.providers)) providers.add(p);
+    const attributes: Array<[string, { jwtClaim?: string }]> = quota.spec.descriptors.map((d, i) => [pointer('spec', 'descriptors', i, 'from', 'jwtClaim'), d.from]);
+    if (quota.spec.priority !== undefined) attributes.push([pointer('spec', 'priority', 'from', 'jwtClaim'), quota.spec.priority.from]);
+    for (const [path, from] of attributes) {
+      if (from.jwtClaim === undefined) continue;
+      const { provider } = splitJwtClaim(from.jwtClaim);
+      if (!providers.has(provider)) report(quota.source, path, `no RequestAuthentication in namespace ${JSON.stringify(ns)} has a provider ${JSON.stringify(provider)}, got ${JSON.stringify(from.jwtClaim)}`);
     }
   }
 
@@ -163,7 +186,7 @@ export function buildState(resources: readonly Resource[], files: ReadonlyMap<st
     valid: true,
     result: {
       mesh, services: sortByKey(services), routes: sortByKey(routes), policies: sortByKey(policies), policyBundles,
-      requestAuthentications: sortByKey(requestAuthentications), jwksFiles,
+      requestAuthentications: sortByKey(requestAuthentications), jwksFiles, quotas: sortByKey(quotas),
     },
   };
 }
@@ -188,6 +211,7 @@ export function canonicalState(state: DesiredState): string {
     requestAuthentications: sortedValues(state.requestAuthentications).map(strip),
     // As with bundles: the JWKS file's text, not its name, decides.
     jwksFiles: [...state.jwksFiles.keys()].sort().map((k) => [k, state.jwksFiles.get(k)!]),
+    quotas: sortedValues(state.quotas).map(strip),
   });
 }
 
@@ -201,7 +225,7 @@ export function canonicalJson(value: unknown): string {
   });
 }
 
-function addUnique<R extends ServiceResource | RouteResource | PolicyResource | RequestAuthenticationResource>(
+function addUnique<R extends ServiceResource | RouteResource | PolicyResource | RequestAuthenticationResource | QuotaResource>(
   map: Map<string, R>,
   key: string,
   resource: R,

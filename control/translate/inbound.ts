@@ -33,6 +33,7 @@ import type { ServiceResource } from '../config/schema.ts';
 import type { DesiredState } from '../config/state.ts';
 import { ADS_SOURCE } from './ads-source.ts';
 import { envoyAuthzFilters, type EnvoyPolicyTranslation } from './envoy-authz.ts';
+import { envoyQuotaFilters, type EnvoyQuotaTranslation } from './envoy-ratelimit.ts';
 import { HCM_FILTER_NAME, ROUTER_FILTER_NAME, UPGRADE_TYPES } from './listeners.ts';
 import { DEFAULT_CERTIFICATE_SECRET, ROOT_CA_SECRET, TLS_TRANSPORT_SOCKET } from './mtls.ts';
 import { INBOUND_ADDRESS, INBOUND_LISTENER, INBOUND_PORT, inboundClusterName } from './names.ts';
@@ -48,6 +49,8 @@ export interface InboundOutput {
   readonly clusters: Cluster[];
   readonly service: ServiceResource;
   readonly translations: EnvoyPolicyTranslation[];
+  /** How each Quota selecting the Service is enforced (envoy-ratelimit.ts). */
+  readonly quotas: EnvoyQuotaTranslation[];
 }
 
 /**
@@ -72,6 +75,7 @@ export function inboundFor(state: DesiredState, target: NodeTarget, mode: 'STRIC
   const id = parseWorkloadId(target.identity!);
   if (!id.valid) return null;
   const authz = envoyAuthzFilters(state, service.metadata.namespace, { service: service.metadata.name });
+  const quotas = envoyQuotaFilters(state, service.metadata.namespace, service.metadata.name);
   const clusterName = inboundClusterName(service);
   const hcm = create(HttpConnectionManagerSchema, {
     statPrefix: INBOUND_LISTENER,
@@ -85,14 +89,15 @@ export function inboundFor(state: DesiredState, target: NodeTarget, mode: 'STRIC
           domains: ['*'],
           routes: [{
             match: { pathSpecifier: { case: 'prefix', value: '/' } },
-            action: { case: 'route', value: { clusterSpecifier: { case: 'cluster', value: clusterName } } },
+            action: { case: 'route', value: { clusterSpecifier: { case: 'cluster', value: clusterName }, rateLimits: quotas.rateLimits } },
           }],
         }],
       },
     },
-    // Authorization first, the router last: Envoy requires it.
+    // Authorization first (a refused request takes no token), then quotas, the router last: Envoy requires it.
     httpFilters: [
       ...authz.filters,
+      ...quotas.filters,
       { name: ROUTER_FILTER_NAME, configType: { case: 'typedConfig', value: anyPack(RouterSchema, create(RouterSchema)) } },
     ],
     upgradeConfigs: UPGRADE_TYPES.map((upgradeType) => ({ upgradeType })),
@@ -135,7 +140,7 @@ export function inboundFor(state: DesiredState, target: NodeTarget, mode: 'STRIC
       : {}),
     filterChains: chains,
   });
-  return { listener, clusters: [localCluster(service), ...authz.clusters], service, translations: authz.translations };
+  return { listener, clusters: [localCluster(service), ...authz.clusters, ...quotas.clusters], service, translations: authz.translations, quotas: quotas.translations };
 }
 
 /** The local workload: STATIC 127.0.0.1:<service port>, HTTP/2 for gRPC Services. */

@@ -27,6 +27,7 @@ import { parseDuration } from '../config/schema.ts';
 import type { Fault, HeaderMatch, HttpMatch, HttpRule, RouteResource, ServiceResource } from '../config/schema.ts';
 import type { NodeTarget } from './node-kind.ts';
 import { clusterName, OUTBOUND_ROUTE, serviceHosts } from './names.ts';
+import { SLO_METADATA_KEY, sloMetadata } from '../slo/objectives.ts';
 
 export const FAULT_FILTER_NAME = 'envoy.filters.http.fault';
 
@@ -103,11 +104,14 @@ function buildRule(
   const action = buildAction(rule, target, ref);
   const perFilter: Record<string, Any> = {};
   if (rule.fault) perFilter[FAULT_FILTER_NAME] = anyPack(HTTPFaultSchema, buildFault(rule.fault));
+  // The rule's SLO rides on each of its routes, for the sidecar's SLO counters (control/slo/).
+  const slo = sloMetadata(route, rule, index);
   return rule.match.map((m, j) => create(RouteSchema, {
     name: `${route.metadata.name}.${rule.name ?? index}${rule.match.length > 1 ? `.${j}` : ''}`,
     match: buildMatch(m),
     action: { case: 'route', value: action },
     typedPerFilterConfig: perFilter,
+    ...(slo === null ? {} : { metadata: { filterMetadata: { [SLO_METADATA_KEY]: slo } } }),
   }));
 }
 
@@ -175,5 +179,6 @@ function buildFault(fault: Fault) {
         percentage: pct(fault.abort.percent),
       },
     } : {}),
+    headers: (fault.headers ?? []).map(buildHeader),
   });
 }

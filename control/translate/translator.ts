@@ -5,8 +5,9 @@
 import type { Message } from '@bufbuild/protobuf';
 import { create } from '@bufbuild/protobuf';
 import { MeshConfigSchema, MeshConfig_MtlsMode } from '../../xds/gen/palisade/v1/mesh_pb.js';
+import { meteringConfig } from '../metering/mesh-metering.ts';
 import {
-  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
+  CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, QUOTA_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL, ROUTE_TYPE_URL, SECRET_TYPE_URL,
 } from '../../xds/resources/type-urls.ts';
 import { SecretSchema } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
 import type { DesiredState } from '../config/state.ts';
@@ -20,6 +21,7 @@ import type { NodeTarget } from './node-kind.ts';
 import { DEFAULT_CERTIFICATE_SECRET, ROOT_CA_SECRET } from './mtls.ts';
 import { buildRoutes } from './routes.ts';
 import { sidecarRequestAuthentications } from './request-authentication.ts';
+import { sidecarQuotas } from './quota.ts';
 
 export type ResourcesByType = Record<string, Message[]>;
 
@@ -81,12 +83,15 @@ export function translate(state: DesiredState, target: NodeTarget, options: Tran
     if (policies.length > 0) out[POLICY_TYPE_URL] = policies;
     const authn = sidecarRequestAuthentications(state, target.namespace);
     if (authn.length > 0) out[REQUEST_AUTHENTICATION_TYPE_URL] = authn;
+    const quotas = sidecarQuotas(state, target.namespace);
+    if (quotas.length > 0) out[QUOTA_TYPE_URL] = quotas;
   }
   if (target.kind === 'sidecar' && state.mesh) {
     out[MESH_CONFIG_TYPE_URL] = [create(MeshConfigSchema, {
       name: state.mesh.metadata.name,
       trustDomain: state.mesh.spec.trustDomain,
       mtlsMode: state.mesh.spec.mtls.mode === 'STRICT' ? MeshConfig_MtlsMode.STRICT : MeshConfig_MtlsMode.PERMISSIVE,
+      metering: meteringConfig(state.mesh.spec.metering),
     })];
   }
   const bundle = options.trustBundle ?? null;

@@ -7,6 +7,7 @@
  *                      names/versions, the listeners, complete and missing
  *   GET  /clusters     JSON: every upstream cluster's stats (ClusterManager.stats() and the inbound one)
  *   GET  /stats        JSON: requests and response code classes by listener, xDS updates and NACKs
+ *   GET  /metrics      Prometheus text format 0.0.4 (docs/operations.md); also at /stats/prometheus, as Envoy names it
  *   POST /drain        stop accepting on inbound and outbound, let requests in flight finish,
  *                      then answer 200 "drained" (or 504 "drain timed out" after the drain deadline)
  */
@@ -23,7 +24,12 @@ export interface AdminSource {
   stats(): unknown;
   /** Resolves true when everything in flight finished before the deadline. */
   drain(): Promise<boolean>;
+  /** The Prometheus exposition (text format 0.0.4); absent: /metrics answers 404. */
+  metrics?(): Promise<string>;
 }
+
+/** Prometheus text exposition format 0.0.4. */
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export function adminHandler(source: AdminSource): (req: DownstreamRequest, res: DownstreamResponse) => void {
   return (req, res) => {
@@ -48,6 +54,22 @@ export function adminHandler(source: AdminSource): (req: DownstreamRequest, res:
         return readOnly(() => source.clusters());
       case '/stats':
         return readOnly(() => source.stats());
+      case '/metrics':
+      case '/stats/prometheus': {
+        if (method !== 'GET' && method !== 'HEAD') return text(res, 405, 'method not allowed', { allow: 'GET, HEAD' });
+        const metrics = source.metrics;
+        if (metrics === undefined) return text(res, 404, 'no metrics here');
+        metrics.call(source).then(
+          (body) => {
+            const buf = Buffer.from(body);
+            const r = res as unknown as Reply;
+            r.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': buf.byteLength });
+            r.end(buf);
+          },
+          (err: unknown) => text(res, 500, `admin request failed: ${(err as Error).message}`),
+        );
+        return;
+      }
       case '/drain':
         if (method !== 'POST') return text(res, 405, 'method not allowed', { allow: 'POST' });
         source.drain().then(
@@ -56,7 +78,7 @@ export function adminHandler(source: AdminSource): (req: DownstreamRequest, res:
         );
         return;
       default:
-        return text(res, 404, 'not found: try /ready, /config_dump, /clusters, /stats, POST /drain');
+        return text(res, 404, 'not found: try /ready, /config_dump, /clusters, /stats, /metrics, POST /drain');
     }
   };
 }

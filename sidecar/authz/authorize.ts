@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { Decision, HeaderEntry } from '../../policies/decision.ts';
 import { buildInput, type EnvoyAuthzInput, type RequestDescription } from '../../policies/input.ts';
 import type { AuthzConfig, CompiledPolicy } from './authz-config.ts';
+import type { PolicyDecision, RequestFacts } from '../telemetry/request-facts.ts';
 
 export type AuthzOutcome =
   | { readonly allowed: true; readonly addHeaders: readonly HeaderEntry[]; readonly removeHeaders: readonly string[] }
@@ -46,6 +47,17 @@ function inputOf(f: Facts): EnvoyAuthzInput {
   return (f.input ??= f.build(descOf(f)));
 }
 
+/** One frozen { name, decision } per policy and decision, made once: telemetry facts share them. */
+const decided = new WeakMap<CompiledPolicy, Map<PolicyDecision, { readonly name: string; readonly decision: PolicyDecision }>>();
+
+function decidedBy(p: CompiledPolicy, decision: PolicyDecision): { readonly name: string; readonly decision: PolicyDecision } {
+  let byDecision = decided.get(p);
+  if (byDecision === undefined) decided.set(p, (byDecision = new Map()));
+  let d = byDecision.get(decision);
+  if (d === undefined) byDecision.set(decision, (d = Object.freeze({ name: p.name, decision })));
+  return d;
+}
+
 const ALLOW_NOTHING: AuthzOutcome = Object.freeze({ allowed: true, addHeaders: Object.freeze([]), removeHeaders: Object.freeze([]) });
 
 export class Authorizer {
@@ -62,8 +74,10 @@ export class Authorizer {
    * The outcome for a request: `describe` is called only when some policy applies (a
    * request no policy judges costs one prefix scan). `build` makes the input from the
    * description (default buildInput; the ext_authz server adds the CheckRequest's other attributes).
+   * With `requestFacts` (the request's telemetry facts), its `policy` gets the first deciding policy:
+   * the denying (or failing) one, else the first that judged it.
    */
-  authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription, build: (d: RequestDescription) => EnvoyAuthzInput = buildInput): AuthzOutcome {
+  authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription, build: (d: RequestDescription) => EnvoyAuthzInput = buildInput, requestFacts?: RequestFacts): AuthzOutcome {
     if (config.policies.length === 0) return ALLOW_NOTHING;
     // Built at most once each, and only when needed: a cache hit read from the description needs no input.
     const facts: Facts = { describe, build, desc: null, input: null };
@@ -77,6 +91,7 @@ export class Authorizer {
       if (p.mode === 'dry-run') {
         if (denied) {
           st.dryRunDenied++;
+          if (requestFacts !== undefined && requestFacts.policy === null) requestFacts.policy = decidedBy(p, 'dry-run-deny');
           this.#logDecision(p, facts, decision, 'would deny (dry-run: served)');
         } else {
           st.allowed++;
@@ -86,16 +101,19 @@ export class Authorizer {
       }
       if (decision.error) {
         st.errors++;
+        if (requestFacts !== undefined) requestFacts.policy = decidedBy(p, 'error');
         this.#logDecision(p, facts, decision, 'error: denied (fail closed)');
         return { allowed: false, status: 500, body: `policy ${p.name} could not decide`, headers: [] };
       }
       if (!decision.allowed) {
         st.denied++;
+        if (requestFacts !== undefined) requestFacts.policy = decidedBy(p, 'deny');
         this.#logDecision(p, facts, decision, 'deny');
         const reason = decision.body ?? `denied by policy ${p.name}${decision.reason !== null ? `: ${decision.reason}` : ''}`;
         return { allowed: false, status: decision.httpStatus ?? 403, body: reason, headers: decision.headers ?? [] };
       }
       st.allowed++;
+      if (requestFacts !== undefined && requestFacts.policy === null) requestFacts.policy = decidedBy(p, 'allow');
       if (p.mode === 'audit') this.#logDecision(p, facts, decision, 'allow');
       else this.#sampled(p, facts, decision);
       if (decision.headers !== null) (add ??= []).push(...decision.headers);

@@ -32,9 +32,11 @@ import type { DownstreamRequest, DownstreamResponse } from '../listeners/http-li
 import { refuseUpgrade } from '../proxy/upgrade.ts';
 import { buildAuthzConfig, EMPTY_AUTHZ, type AuthzConfig } from './authz-config.ts';
 import { Authorizer, type AuthzOutcome } from './authorize.ts';
-import { describeRequest, pathOnly, removeRequestHeader, setRequestHeader } from './request-description.ts';
+import { describeRequest, pathOnly, peerPrincipal, removeRequestHeader, setRequestHeader } from './request-description.ts';
 import type { RequestAuthentication } from '../../xds/gen/palisade/v1/request_authentication_pb.js';
 import { JwtAuthenticator, type AuthnOutcome, type JwtAuthenticatorOptions } from '../authn/jwt-authenticator.ts';
+import { factsOf, type PolicyDecision } from '../telemetry/request-facts.ts';
+import { buildInput } from '../../policies/input.ts';
 
 export type InboundAuthzEvents = { applied: [config: AuthzConfig] };
 
@@ -188,7 +190,7 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
         refuseUpgrade(socket, respond, a.status, a.body);
         return;
       }
-      if (a !== null) applyAuthnHeaders(req, a);
+      if (a !== null) applyAuthn(req, a);
       const outcome = this.#judge(req, a?.payloads ?? null);
       if (outcome.allowed) {
         applyHeaderChanges(req, outcome);
@@ -207,11 +209,14 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
   }
 
   #gateAuthenticated(req: DownstreamRequest, res: DownstreamResponse, next: () => void, authn: AuthnOutcome | null): void {
+    const facts = factsOf(req);
+    if (facts !== undefined && req.socket !== null) facts.principal = peerPrincipal(req.socket);
     if (authn !== null && !authn.authenticated) {
+      if (facts !== undefined) facts.policy = UNAUTHENTICATED;
       reply(res, authn.status, authn.body, authn.headers);
       return;
     }
-    if (authn !== null) applyAuthnHeaders(req, authn);
+    if (authn !== null) applyAuthn(req, authn);
     const outcome = this.#judge(req, authn?.payloads ?? null);
     if (outcome.allowed) {
       applyHeaderChanges(req, outcome);
@@ -239,9 +244,12 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
   }
 
   #judge(req: DownstreamRequest, jwtPayloads: Readonly<Record<string, unknown>> | null): AuthzOutcome {
-    return this.#authorizer.authorize(this.#config, pathOnly(req.url), () => describeRequest(req, this.#ownPrincipal(), jwtPayloads));
+    return this.#authorizer.authorize(this.#config, pathOnly(req.url), () => describeRequest(req, this.#ownPrincipal(), jwtPayloads), buildInput, factsOf(req));
   }
 }
+
+/** The telemetry facts' policy for a request refused 401 by request authentication (no Policy judged it). */
+const UNAUTHENTICATED: { readonly name: string; readonly decision: PolicyDecision } = Object.freeze({ name: 'request-authentication', decision: 'unauthenticated' });
 
 /** A local reply: status, headers (repeated names kept), text body. */
 function reply(res: DownstreamResponse, status: number, body: string, entries: readonly (readonly [string, string])[]): void {
@@ -254,8 +262,14 @@ function reply(res: DownstreamResponse, status: number, body: string, entries: r
   res.end(body);
 }
 
-/** An authenticated request's header changes: provider-written headers stripped, then set from the token. */
-function applyAuthnHeaders(req: DownstreamRequest, outcome: AuthnOutcome & { authenticated: true }): void {
+/**
+ * An authenticated request's header changes: provider-written headers stripped, then set from
+ * the token; its verified payloads join the request's facts (the quota gate reads jwt_claim
+ * descriptors from them).
+ */
+function applyAuthn(req: DownstreamRequest, outcome: AuthnOutcome & { authenticated: true }): void {
+  const facts = factsOf(req);
+  if (facts !== undefined) facts.jwt = outcome.payloads;
   for (const name of outcome.removeHeaders) removeRequestHeader(req, name);
   for (const [name, value] of outcome.setHeaders) setRequestHeader(req, name, value);
 }

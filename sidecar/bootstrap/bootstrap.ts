@@ -22,6 +22,18 @@
  *   policy:                            # optional: Policy bundles are accepted only with keys (issue #6)
  *     verificationKeys: [./policy-signing.pub.pem]   # PEM public keys (SPKI) bundles must be signed by
  *   extAuthz: { address: 127.0.0.1, port: 9191 }   # optional: serve Envoy ext_authz (gRPC Check) for the namespace's Policies
+ *   quota:                             # optional: the store of GLOBAL quotas (issue #7, docs/quotas.md)
+ *     redis:
+ *       address: 127.0.0.1:6379        # one Redis; or nodes: [host:port, ...] with cluster: true (Redis Cluster)
+ *       keyPrefix: "palisade:quota:"   # default
+ *       timeout: 50ms                  # command timeout (default 50ms): slower counts as unreachable
+ *       passwordFile: ./redis.pass     # optional AUTH password (first line)
+ *   telemetry:                         # optional (sidecar/telemetry/telemetry-config.ts, docs/operations.md)
+ *     metrics: { maxSeriesPerMetric: 1000 }        # label sets per metric before new values collapse into "other"
+ *     accessLog: { enabled: true, path: stdout, sampleRate: 100, alwaysLogErrors: true }   # path: stdout or a file; default off
+ *     tracing: { otlpEndpoint: http://127.0.0.1:4318/v1/traces, sampleRate: 100 }          # OTLP/HTTP; default off
+ *   overload:                          # optional: the overload manager (sidecar/overload/overload-config.ts, docs/sidecar.md); default off
+ *     maxActiveRequests: 1000          # and/or maxHeapBytes, maxConnections, maxEventLoopDelayMs; shedAt: 95, stopAcceptingAt: 100
  *
  * Validation names the file, the field and the value of every problem; unknown fields are
  * refused so a typo surfaces.
@@ -32,6 +44,9 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { deepFreeze } from '../../xds/deep-freeze.ts';
 import { PalisadeError } from '../../xds/errors.ts';
+import { parseQuotaBootstrap, type QuotaBootstrap } from '../quota/quota-bootstrap.ts';
+import { parseTelemetryConfig, type TelemetryConfig } from '../telemetry/telemetry-config.ts';
+import { parseOverloadConfig, type OverloadConfig } from '../overload/overload-config.ts';
 
 export interface SidecarBootstrap {
   readonly node: {
@@ -54,6 +69,12 @@ export interface SidecarBootstrap {
   readonly policy: { readonly verificationKeys: readonly string[] };
   /** The Envoy ext_authz server (docs/envoy-authz.md); null (the default): not served. */
   readonly extAuthz: { readonly address: string; readonly port: number } | null;
+  /** Quotas (sidecar/quota/quota-bootstrap.ts): `redis` null (the default) enforces LOCAL quotas only. */
+  readonly quota: QuotaBootstrap;
+  /** Metrics label budget, access log and tracing (sidecar/telemetry/telemetry-config.ts); default: metrics only. */
+  readonly telemetry: TelemetryConfig;
+  /** The overload manager's limits and thresholds (sidecar/overload/overload-config.ts); null (the default): no overload manager. */
+  readonly overload: OverloadConfig | null;
 }
 
 export interface BootstrapIdentity {
@@ -120,7 +141,7 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
   const errors: string[] = [];
   const report = (path: string, msg: string) => errors.push(`${path}: ${msg}`);
   if (!isObj(doc)) return { valid: false, errors: [`the bootstrap must be a mapping, got ${show(doc)}`] };
-  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin', 'identity', 'policy', 'extAuthz'], report);
+  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin', 'identity', 'policy', 'extAuthz', 'quota', 'telemetry', 'overload'], report);
 
   const node = section(doc, 'node', report, true);
   only(node, 'node', ['id', 'service', 'namespace', 'serviceAccount', 'labels', 'locality'], report);
@@ -218,6 +239,10 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
     };
   }
 
+  const quota = parseQuotaBootstrap(doc.quota, report);
+  const telemetry = parseTelemetryConfig(doc.telemetry, report);
+  const overload = parseOverloadConfig(doc.overload, report);
+
   const ports: (readonly [string, number])[] = [['inbound.port', inbound.port], ['outbound.port', outbound.port], ['admin.port', admin.port]];
   if (extAuthz !== null) ports.push(['extAuthz.port', extAuthz.port]);
   for (let i = 0; i < ports.length; i++) {
@@ -239,6 +264,9 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
       identity,
       policy: { verificationKeys },
       extAuthz,
+      quota,
+      telemetry,
+      overload,
     }),
   };
 }

@@ -6,14 +6,15 @@
  */
 import type { Logger } from 'pino';
 import { AdsClient } from '../../xds/client/ads-client.ts';
-import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL, SECRET_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import { CLUSTER_TYPE_URL, LISTENER_TYPE_URL, MESH_CONFIG_TYPE_URL, POLICY_TYPE_URL, QUOTA_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL, SECRET_TYPE_URL } from '../../xds/resources/type-urls.ts';
 import type { Policy } from '../../xds/gen/palisade/v1/policy_pb.js';
 import type { RequestAuthentication } from '../../xds/gen/palisade/v1/request_authentication_pb.js';
+import type { Quota } from '../../xds/gen/palisade/v1/quota_pb.js';
 import type { ResourceValidator } from '../../xds/client/options.ts';
 import type { SidecarBootstrap } from '../bootstrap/bootstrap.ts';
 import { sidecarNode } from '../bootstrap/node.ts';
 import { DependentSubscriptions } from './dependent-subscriptions.ts';
-import { MeshConfig_MtlsMode, type MeshConfig } from '../../xds/gen/palisade/v1/mesh_pb.js';
+import { MeshConfig_MtlsMode, type MeshConfig, type Metering } from '../../xds/gen/palisade/v1/mesh_pb.js';
 import type { Secret } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
 import type { WorkloadTls } from '../identity/workload-tls.ts';
 import { ROOT_CA_SECRET } from '../tls/secrets.ts';
@@ -41,6 +42,8 @@ export interface SidecarXdsOptions {
   readonly apply: (client: AdsClient) => ApplyOutcome;
   /** The mesh mTLS mode from the MeshConfig resource, at each change (STRICT until one arrives). */
   readonly onMeshMode?: (mode: MeshMtlsMode) => void;
+  /** MeshConfig.metering at every MeshConfig update; undefined when the mesh sets none (the defaults apply). */
+  readonly onMetering?: (metering: Metering | undefined) => void;
   /** Extra ACK/NACK checks per type URL (the AdsClient's resource validators). */
   readonly validators?: Partial<Record<string, ResourceValidator>>;
   /**
@@ -53,6 +56,11 @@ export interface SidecarXdsOptions {
    * (all of the namespace; empty when there are none).
    */
   readonly onRequestAuthentications?: (resources: RequestAuthentication[]) => void;
+  /**
+   * Subscribes palisade.v1.Quota and hands over every accepted state of it (all Quotas of the
+   * namespace; empty when there are none).
+   */
+  readonly onQuotas?: (quotas: Quota[]) => void;
 }
 
 export class SidecarXds {
@@ -97,6 +105,7 @@ export class SidecarXds {
     client.subscribe(MESH_CONFIG_TYPE_URL, '*');
     if (options.onPolicies !== undefined) client.subscribe(POLICY_TYPE_URL, '*');
     if (options.onRequestAuthentications !== undefined) client.subscribe(REQUEST_AUTHENTICATION_TYPE_URL, '*');
+    if (options.onQuotas !== undefined) client.subscribe(QUOTA_TYPE_URL, '*');
     if (tls !== null) {
       client.subscribe(SECRET_TYPE_URL, [ROOT_CA_SECRET]);
       // New connections to the control plane present the renewed SVID and trust the current roots.
@@ -162,6 +171,10 @@ export class SidecarXds {
       this.#handOver(REQUEST_AUTHENTICATION_TYPE_URL, this.#o.onRequestAuthentications, 'the request authentication');
       return;
     }
+    if (typeUrl === QUOTA_TYPE_URL) {
+      this.#handOver(QUOTA_TYPE_URL, this.#o.onQuotas, 'the quotas');
+      return;
+    }
     try {
       this.#subscriptions.sync(this.client);
       const r = this.#o.apply(this.client);
@@ -187,6 +200,11 @@ export class SidecarXds {
     const first = this.client.state(MESH_CONFIG_TYPE_URL).resources.values().next().value;
     // No Mesh resource: the safe default, STRICT (Mesh spec.mtls.mode's default too).
     const mode: MeshMtlsMode = first !== undefined && (first.message as MeshConfig).mtlsMode === MeshConfig_MtlsMode.PERMISSIVE ? 'PERMISSIVE' : 'STRICT';
+    try {
+      this.#o.onMetering?.(first === undefined ? undefined : (first.message as MeshConfig).metering);
+    } catch (err) {
+      this.#o.logger.error({ err }, 'applying the mesh metering settings failed');
+    }
     if (mode === this.#meshMode) return;
     this.#meshMode = mode;
     this.#o.logger.info({ mode }, 'mesh mTLS mode');

@@ -240,6 +240,13 @@ export class HttpListener {
   #onTlsRefused: ((reason: string, socket: Socket) => void) | null = null;
   #handler: RequestHandler | null = null;
   #upgradeHandler: UpgradeHandler | null = null;
+  /** Asked at each accept (the overload manager): false closes the new connection at once; null admits all. */
+  #connectionGate: (() => boolean) | null = null;
+  /** Downstream connections open now (accepted and admitted, not yet closed). */
+  #connections = 0;
+  readonly #connectionClosed = (): void => {
+    this.#connections--;
+  };
   #draining = false;
   #idle: Array<() => void> = [];
   #closed: Promise<void> | null = null;
@@ -354,6 +361,24 @@ export class HttpListener {
     this.#onTlsRefused = listener;
   }
 
+  /**
+   * Asked at each new connection, before anything is read: false closes it at once (the
+   * overload manager's stop-accepting action; sidecar/overload/). Null (the default) admits all.
+   */
+  setConnectionGate(gate: (() => boolean) | null): void {
+    this.#connectionGate = gate;
+  }
+
+  /** Connections open now (raw TCP, admitted by the gate). */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  /** Requests in flight now (as stats().inFlight, without the copy). */
+  get inFlight(): number {
+    return this.#stats.inFlight;
+  }
+
   /** Upgrade requests (WebSocket) go to `handler`; without one they are ordinary requests. */
   setUpgradeHandler(handler: UpgradeHandler): void {
     this.#upgradeHandler = handler;
@@ -463,7 +488,7 @@ export class HttpListener {
    * anything else is plaintext, served or closed by the plaintext policy.
    */
   #sniffTls(socket: Socket, tlsListeners: Array<(socket: Socket) => void>): void {
-    if (this.#draining) {
+    if (this.#draining || !this.#admit(socket)) {
       socket.destroy();
       return;
     }
@@ -497,6 +522,11 @@ export class HttpListener {
 
   /** A new connection (after the TLS handshake with `tls`): to the HTTP/2 or the HTTP/1 server. */
   #onConnection(socket: Socket): void {
+    // A TLS socket was admitted at accept (#sniffTls); a plaintext one is admitted here.
+    if ((socket as TLSSocket).encrypted !== true && !this.#admit(socket)) {
+      socket.destroy();
+      return;
+    }
     if ((socket as TLSSocket).encrypted === true) {
       if (!this.#acceptTls(socket as TLSSocket)) return;
       // TLS: ALPN decides; a client that offers no ALPN speaks HTTP/1.1.
@@ -506,6 +536,15 @@ export class HttpListener {
     }
     if (this.#h2 === null) this.#toH1(socket, this.#h1, this.#server);
     else this.#sniff(socket, this.#h1, this.#server);
+  }
+
+  /** A new raw connection: asks the gate, and counts it while open when admitted. */
+  #admit(socket: Socket): boolean {
+    const gate = this.#connectionGate;
+    if (gate !== null && !gate()) return false;
+    this.#connections++;
+    socket.once('close', this.#connectionClosed);
+    return true;
   }
 
   /** Counts the handshake and applies verifyPeer; false when the peer is refused (socket destroyed). */

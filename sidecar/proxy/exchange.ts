@@ -54,6 +54,7 @@ import { responseHeaders } from './hop-by-hop.ts';
 import { localReply, UPSTREAM_CONNECT_FAILURE, UPSTREAM_RESET } from './local-reply.ts';
 import { ReplayBody } from './replay-body.ts';
 import { hasBody, upstreamHeaders } from './upstream-headers.ts';
+import { factsOf, type RequestFacts, type ResponseFlag } from '../telemetry/request-facts.ts';
 
 /** Envoy's default retry back-off base interval, ms. */
 export const RETRY_BACKOFF_BASE_MS = 25;
@@ -193,12 +194,20 @@ export class Exchange {
   /** Back-off stays a native timer: it is short (<= 250 ms) and rare. */
   backoffTimer: ReturnType<typeof setTimeout> | null = null;
   done = false;
+  /** The request's telemetry facts (route, cluster, upstream host, attempts, flags); null without the telemetry wrapper. */
+  readonly facts: RequestFacts | null;
 
   constructor(req: IncomingMessage, res: ServerResponse, cluster: UpstreamCluster, route: MatchedRoute, authority: string, path: string, now: () => number, random: () => number) {
     this.req = req;
     this.res = res;
     this.cluster = cluster;
     this.route = route;
+    const facts = factsOf(req) ?? null;
+    this.facts = facts;
+    if (facts !== null) {
+      if (route.name !== '') facts.route = route.name;
+      facts.cluster = cluster.config.name;
+    }
     const body = hasBody(req);
     const retry = route.retry;
     this.retry = retry;
@@ -225,11 +234,17 @@ export class Exchange {
     const host = this.cluster.pick();
     if (host === null) {
       this.finish();
+      this.flag('UH');
       localReply(this.res, 503, 'no healthy upstream');
       return;
     }
     this.cluster.startRequest(host);
     this.host = host;
+    const facts = this.facts;
+    if (facts !== null) {
+      facts.attempts++;
+      facts.upstreamHost = host.key;
+    }
     this.reported = false;
     this.active = true;
     if (this.replay !== null) this.opts.body = this.replay.attach();
@@ -318,6 +333,7 @@ export class Exchange {
       return false;
     }
     this.releaseRetrySlot();
+    if (this.retriesDone > 0 && this.retry !== null && shouldRetry(this.retry, status)) this.flag('URX');
     this.replay?.stopBuffering();
     this.res.writeHead(status, responseHeaders(headers));
     return true;
@@ -334,10 +350,13 @@ export class Exchange {
   onResponseAbort(): void {
     this.inFlight = null;
     this.finish();
+    this.flag('UC');
     this.res.destroy();
   }
 
   failLocal(result: Exclude<UpstreamResult, number>): void {
+    this.flag(result === 'connect-failure' ? 'UF' : result === 'timeout' ? 'UT' : 'UC');
+    if (this.retriesDone > 0) this.flag('URX');
     if (result === 'connect-failure') localReply(this.res, 503, UPSTREAM_CONNECT_FAILURE);
     else if (result === 'timeout') localReply(this.res, 504, 'upstream request timeout');
     else localReply(this.res, 503, UPSTREAM_RESET);
@@ -351,6 +370,8 @@ export class Exchange {
     this.endAttempt();
     if (this.tryRetry('timeout')) return;
     this.finish();
+    this.flag('UT');
+    if (this.retriesDone > 0) this.flag('URX');
     localReply(this.res, 504, 'upstream request timeout');
   }
 
@@ -359,6 +380,7 @@ export class Exchange {
     this.cancelAttempt();
     this.report('timeout');
     this.finish();
+    this.flag('UT');
     localReply(this.res, 504, 'upstream request timeout'); // destroys res when headers went out
   }
 
@@ -382,6 +404,12 @@ export class Exchange {
     this.cancelAttempt();
     this.report('reset');
     this.finish();
+  }
+
+  /** Adds an Envoy response flag to the request's facts (once). */
+  flag(f: ResponseFlag): void {
+    const facts = this.facts;
+    if (facts !== null && !facts.flags.includes(f)) facts.flags.push(f);
   }
 
   /** Ends the exchange: timers off, host and slots given back, the body let go. Idempotent. */

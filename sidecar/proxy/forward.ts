@@ -3,7 +3,9 @@
  * response, route table) that routes, balances, limits, forwards, times out and retries.
  *
  *   handle(req, res, table)
- *     → table.match(Host, url, method)       null: 404 "no route"; redirect / direct: answered here
+ *     → table.match(Host, url, method)       null: 404 "no route"
+ *     → route.fault (sidecar/fault/)         abort: answered; delay: held, then on (or aborted)
+ *     → redirect / direct: answered here
  *     → cluster name (weighted: action.pick(random)) → getCluster(name)   missing: 503 "cluster not found"
  *     → cluster.circuit.tryAcquireRequest()   false: 503 "upstream overflow"
  *     → attempt: cluster.pick()               null: 503 "no healthy upstream"
@@ -30,12 +32,14 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { RouteTable } from '../routing/route-table.ts';
+import type { MatchedRoute, RouteTable } from '../routing/route-table.ts';
 import type { UpstreamCluster } from '../upstream/upstream-cluster.ts';
 import type { DownstreamRequest, DownstreamResponse } from '../listeners/http-listener.ts';
 import { Exchange } from './exchange.ts';
-import { routeToCluster } from './route-target.ts';
+import { headerLookup, matchRoute, type RouteRequest, targetOf } from './route-target.ts';
+import { FaultInjector, type FaultStats } from '../fault/fault-injector.ts';
 import { localReply, TEXT_PLAIN } from './local-reply.ts';
+import { factsOf, flag } from '../telemetry/request-facts.ts';
 
 export interface ForwarderOptions {
   /** The cluster by name, as the current snapshot has it; undefined when unknown. */
@@ -44,6 +48,8 @@ export interface ForwarderOptions {
   readonly now?: () => number;
   /** [0, 1); weighted cluster picks and back-off jitter. Default Math.random. */
   readonly random?: () => number;
+  /** [0, 1); the fault filter's percentage rolls. Default Math.random. */
+  readonly faultRandom?: () => number;
 }
 
 export interface Forwarder {
@@ -54,6 +60,8 @@ export interface Forwarder {
    * pseudo-headers are never forwarded as headers.
    */
   handle(req: DownstreamRequest, res: DownstreamResponse, table: RouteTable): void;
+  /** The fault filter's counters (sidecar/fault/fault-injector.ts). */
+  faultStats(): FaultStats;
 }
 
 /** Builds the forwarder over a cluster lookup. */
@@ -61,6 +69,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   const getCluster = options.getCluster;
   const now = options.now ?? (() => performance.now());
   const random = options.random ?? Math.random;
+  const faults = new FaultInjector({ random: options.faultRandom ?? Math.random });
 
   function handle(downstreamReq: DownstreamRequest, downstreamRes: DownstreamResponse, table: RouteTable): void {
     // The http2 compat objects have every member used here and in Exchange, the same way.
@@ -71,7 +80,28 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     const authority = (typeof h2Authority === 'string' ? h2Authority : headers.host) ?? '';
     const path = req.url ?? '/';
     const scheme = (req.socket as TLSSocket).encrypted === true ? 'https' : 'http';
-    const target = routeToCluster(table, { authority, path, method: req.method ?? 'GET', headers, scheme }, getCluster, random, (status, body, location) => {
+    const r: RouteRequest = { authority, path, method: req.method ?? 'GET', headers, scheme };
+    const lookup = headerLookup(headers);
+    const route = matchRoute(table, r, lookup);
+    if (route === null) {
+      flag(downstreamReq, 'NR');
+      localReply(res, 404, 'no route');
+      return;
+    }
+    const facts = factsOf(downstreamReq);
+    // The inbound catch-all route has no name: the quota's route (set earlier) stays.
+    if (facts !== undefined && route.name !== '') facts.route = route.name;
+    // The fault filter runs before the router (sidecar/fault/); a route without a fault pays one null check.
+    const fault = route.fault;
+    if (fault !== null && !faults.apply(fault, downstreamReq, downstreamRes, { method: r.method, authority, path, lookup }, () => forward(req, res, route, r))) return;
+    forward(req, res, route, r);
+  }
+
+  /** The router: direct responses and redirects, the cluster and its circuit, the exchange. */
+  function forward(req: IncomingMessage, res: ServerResponse, route: MatchedRoute, r: RouteRequest): void {
+    const target = targetOf(route, r, getCluster, random, (status, body, location) => {
+      if (body === 'cluster not found') flag(req, 'NC');
+      else if (body === 'upstream overflow') flag(req, 'UO');
       if (location !== null) {
         res.writeHead(status, { location, 'content-length': 0 });
         res.end();
@@ -86,8 +116,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       }
     });
     if (target === null) return;
-    new Exchange(req, res, target.cluster, target.route, authority, path, now, random).attempt();
+    new Exchange(req, res, target.cluster, target.route, r.authority, r.path, now, random).attempt();
   }
 
-  return { handle };
+  return { handle, faultStats: () => faults.stats() };
 }

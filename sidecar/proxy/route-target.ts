@@ -5,7 +5,7 @@
  * caller's `answer`, which writes them the way its protocol needs.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { MatchedRoute, RouteTable } from '../routing/route-table.ts';
+import type { HeaderLookup, MatchedRoute, RouteTable } from '../routing/route-table.ts';
 import type { UpstreamCluster } from '../upstream/upstream-cluster.ts';
 
 /** A routed request: its route and its cluster, with one request slot of the cluster's circuit held. */
@@ -40,15 +40,39 @@ export function routeToCluster(
   random: () => number,
   answer: LocalAnswer,
 ): UpstreamTarget | null {
-  const headers = r.headers;
-  const route = table.match(r.authority, r.path, r.method, (name) => {
-    const v = headers[name];
-    return typeof v === 'string' || v === undefined ? v : v.join(',');
-  });
+  const route = matchRoute(table, r, headerLookup(r.headers));
   if (route === null) {
     answer(404, 'no route', null);
     return null;
   }
+  return targetOf(route, r, getCluster, random, answer);
+}
+
+/** A request's header value by lowercase name, repeated headers joined with ",". */
+export function headerLookup(headers: IncomingHttpHeaders): HeaderLookup {
+  return (name) => {
+    const v = headers[name];
+    return typeof v === 'string' || v === undefined ? v : v.join(',');
+  };
+}
+
+/** The route `r` matches, or null (the caller answers 404 `no route`). */
+export function matchRoute(table: RouteTable, r: RouteRequest, lookup: HeaderLookup): MatchedRoute | null {
+  return table.match(r.authority, r.path, r.method, lookup);
+}
+
+/**
+ * The second half of routeToCluster, for a route already matched (filters such as the fault
+ * filter run between the two, as Envoy's run before its router): direct responses, redirects,
+ * the cluster and its circuit.
+ */
+export function targetOf(
+  route: MatchedRoute,
+  r: RouteRequest,
+  getCluster: (name: string) => UpstreamCluster | undefined,
+  random: () => number,
+  answer: LocalAnswer,
+): UpstreamTarget | null {
   const action = route.action;
   let clusterName: string;
   switch (action.kind) {

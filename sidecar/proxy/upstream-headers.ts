@@ -10,6 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import type { DownstreamRequest } from '../listeners/http-listener.ts';
 import { clientCertDetails, XFCC_HEADER } from './client-cert.ts';
 import { connectionTokens, HOP_BY_HOP, teHasTrailers } from './hop-by-hop.ts';
+import { traceHeadersOf } from '../telemetry/trace-headers.ts';
 
 /** Whether the request carries a body (Transfer-Encoding, or a Content-Length other than 0). */
 export function hasBody(req: IncomingMessage): boolean {
@@ -28,7 +29,9 @@ export function hasBody(req: IncomingMessage): boolean {
  * x-forwarded-proto and x-forwarded-host, and over mTLS x-forwarded-client-cert (any the client
  * sent is dropped: client-cert.ts), as a flat [name, value, …] list for undici (or
  * upgrade.ts). HTTP/2: pseudo-headers are dropped, `host` is the authority, and the cookie
- * crumbs (RFC 9113 §8.2.3) are joined into one `cookie` with "; ".
+ * crumbs (RFC 9113 §8.2.3) are joined into one `cookie` with "; ". With tracing on, `traceparent`
+ * and `tracestate` are this sidecar's span's (telemetry/trace-headers.ts); off, the client's pass
+ * untouched. A generated x-request-id is also set on `req.headers`, for the access log.
  */
 export function upstreamHeaders(req: DownstreamRequest, authority: string, hostRewrite: string | null): string[] {
   const raw = req.rawHeaders;
@@ -38,6 +41,7 @@ export function upstreamHeaders(req: DownstreamRequest, authority: string, hostR
   let requestId: string | null = null;
   let xff: string | null = null;
   let cookie: string | null = null;
+  const trace = traceHeadersOf(req);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
@@ -45,6 +49,7 @@ export function upstreamHeaders(req: DownstreamRequest, authority: string, hostR
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || lower === 'expect' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === XFCC_HEADER) continue;
     if (named !== null && named.has(lower)) continue;
+    if (trace !== undefined && (lower === 'traceparent' || lower === 'tracestate')) continue;
     switch (lower) {
       case 'te':
         if (teHasTrailers(value)) out.push('te', 'trailers');
@@ -75,6 +80,8 @@ export function upstreamHeaders(req: DownstreamRequest, authority: string, hostR
   out.push('x-forwarded-host', authority);
   const xfcc = clientCertDetails(req.socket);
   if (xfcc !== null) out.push(XFCC_HEADER, xfcc);
-  out.push('x-request-id', requestId ?? randomUUID());
+  if (trace !== undefined) for (const name in trace) out.push(name, trace[name]!);
+  if (requestId === null) req.headers['x-request-id'] = requestId = randomUUID();
+  out.push('x-request-id', requestId);
   return out;
 }

@@ -11,6 +11,7 @@ import type {
 } from '../../xds/gen/envoy/config/route/v3/route_components_pb.js';
 import { PathRewrite } from './path-rewrite.ts';
 import { compileRegexRewrite, type RegexRewrite } from './re2.ts';
+import { compileHttpFault, type CompiledFault, FAULT_FILTER_NAME } from '../fault/http-fault.ts';
 
 /** Envoy's route timeout when `timeout` is unset. */
 export const DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
@@ -89,6 +90,23 @@ export interface RouteRetryPolicy {
   readonly retriableStatusCodes: ReadonlySet<number>;
 }
 
+/**
+ * The SLO a route counts toward, from its `metadata.filter_metadata["palisade.slo"]` (written
+ * by control/translate/routes.ts; control/slo/objectives.ts): read by the sidecar's SLO
+ * counters (sidecar/telemetry/slo-counters.ts).
+ */
+export interface SloRoute {
+  /** The SLO name (`<namespace>/<route>.<rule>`), shared by every route of the rule. */
+  readonly name: string;
+  /** A request slower than this is slow, ms; null when the SLO has no latency objective. */
+  readonly latencyThresholdMs: number | null;
+  /** The route's cluster (the first one of weighted clusters): where load of a request that never picked one is reported. */
+  readonly cluster: string;
+}
+
+/** The RDS route metadata key of an SLO (control/slo/objectives.ts `SLO_METADATA_KEY`). */
+export const SLO_METADATA_KEY = 'palisade.slo';
+
 export interface MatchedRoute {
   /** The route's `name` (may be ""). */
   readonly name: string;
@@ -115,6 +133,13 @@ export interface MatchedRoute {
   readonly prefixRewrite: string | null;
   readonly regexRewrite: RegexRewrite | null;
   readonly hostRewriteLiteral: string | null;
+  /** The SLO the route counts toward; null when it has none (always for redirects and direct responses). */
+  readonly sloRoute: SloRoute | null;
+  /**
+   * The fault to inject (`typed_per_filter_config['envoy.filters.http.fault']`, most specific
+   * wins, compiled at config time: sidecar/fault/); null for none.
+   */
+  readonly fault: CompiledFault | null;
   /** The upstream path (query kept) after `prefix_rewrite`/`regex_rewrite`; `path` itself when neither is set. */
   rewritePath(path: string): string;
 }
@@ -128,6 +153,18 @@ export interface RouteContext {
   /** RouteConfiguration < VirtualHost per-filter config, already merged. */
   readonly typedPerFilterConfig: Readonly<Record<string, Any>>;
   readonly maxDirectResponseBodyBytes: number;
+  /** The virtual host's (else the route configuration's) compiled fault; null for none. */
+  readonly fault: CompiledFault | null;
+}
+
+/**
+ * The fault of a level whose own `typed_per_filter_config` may name the fault filter: its own,
+ * compiled (problems pushed with `path`), else `inherited`.
+ */
+export function faultOf(own: { [key: string]: Any }, inherited: CompiledFault | null, path: string, errors: string[]): CompiledFault | null {
+  const any = own[FAULT_FILTER_NAME];
+  const at = path === '' ? 'typed_per_filter_config' : `${path}.typed_per_filter_config`;
+  return any === undefined ? inherited : compileHttpFault(any, `${at}['${FAULT_FILTER_NAME}']`, errors);
 }
 
 export const EMPTY_FILTER_CONFIG: Readonly<Record<string, Any>> = Object.freeze({});
@@ -271,13 +308,15 @@ class RouteResult implements MatchedRoute {
   readonly prefixRewrite: string | null;
   readonly regexRewrite: RegexRewrite | null;
   readonly hostRewriteLiteral: string | null;
+  readonly sloRoute: SloRoute | null;
+  readonly fault: CompiledFault | null;
   readonly #rewrite: PathRewrite | null;
 
   constructor(
     route: Route, ctx: RouteContext, action: MatchedAction,
     forward: {
       timeoutMs: number; maxStreamDurationMs: number | null; retry: RouteRetryPolicy | null; perRequestBufferLimitBytes: number;
-      rewrite: PathRewrite | null; hostRewriteLiteral: string | null;
+      rewrite: PathRewrite | null; hostRewriteLiteral: string | null; sloRoute?: SloRoute | null;
     },
   ) {
     this.name = route.name;
@@ -291,6 +330,8 @@ class RouteResult implements MatchedRoute {
     this.prefixRewrite = forward.rewrite?.prefix ?? null;
     this.regexRewrite = forward.rewrite?.regex ?? null;
     this.hostRewriteLiteral = forward.hostRewriteLiteral;
+    this.sloRoute = forward.sloRoute ?? null;
+    this.fault = ctx.fault;
     this.#rewrite = forward.rewrite;
     Object.freeze(this);
   }
@@ -307,7 +348,9 @@ const NOT_FORWARDED = { timeoutMs: 0, maxStreamDurationMs: null, retry: null, pe
  * matcher covers (prefix or exact path length; -1 for regex = the whole path), for prefix
  * rewrites. `path` names the route in errors (`virtual_hosts[0].routes[2]`).
  */
-export function compileMatchedRoute(route: Route, ctx: RouteContext, matchedLength: number, path: string, errors: string[]): MatchedRoute | null {
+export function compileMatchedRoute(route: Route, parent: RouteContext, matchedLength: number, path: string, errors: string[]): MatchedRoute | null {
+  const fault = faultOf(route.typedPerFilterConfig, parent.fault, path, errors);
+  const ctx = fault === parent.fault ? parent : { ...parent, fault };
   const a = route.action;
   switch (a.case) {
     case 'route': return compileForward(route, a.value, ctx, matchedLength, `${path}.route`, errors);
@@ -367,6 +410,7 @@ function compileForward(route: Route, ra: RouteActionProto, ctx: RouteContext, m
   } else if (ra.prefixRewrite !== '') {
     rewrite = new PathRewrite(ra.prefixRewrite, null, matchedLength);
   }
+  const sloRoute = action === null ? null : compileSloRoute(route, action, path.slice(0, -'.route'.length), errors);
   if (action === null || errors.length > before) return null;
   const msd = ra.maxStreamDuration?.maxStreamDuration;
   return new RouteResult(route, ctx, action, {
@@ -376,7 +420,27 @@ function compileForward(route: Route, ra: RouteActionProto, ctx: RouteContext, m
     perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? ctx.perRequestBufferLimitBytes ?? DEFAULT_PER_REQUEST_BUFFER_LIMIT_BYTES,
     rewrite,
     hostRewriteLiteral: ra.hostRewriteSpecifier.case === 'hostRewriteLiteral' && ra.hostRewriteSpecifier.value !== '' ? ra.hostRewriteSpecifier.value : null,
+    sloRoute,
   });
+}
+
+/** The route's `palisade.slo` metadata as a frozen SloRoute; null without one (or when it is malformed: the problem goes to `errors`). */
+function compileSloRoute(route: Route, action: MatchedAction, path: string, errors: string[]): SloRoute | null {
+  const md = route.metadata?.filterMetadata[SLO_METADATA_KEY];
+  if (md === undefined) return null;
+  const at = `${path}.metadata.filter_metadata["${SLO_METADATA_KEY}"]`;
+  const name = md.name;
+  const threshold = md.latency_threshold_ms;
+  if (typeof name !== 'string' || name === '') {
+    errors.push(`${at}.name: must be a non-empty string, got ${JSON.stringify(name ?? null)}`);
+    return null;
+  }
+  if (threshold !== undefined && !(typeof threshold === 'number' && threshold > 0 && Number.isFinite(threshold))) {
+    errors.push(`${at}.latency_threshold_ms: must be a positive number, got ${JSON.stringify(threshold)}`);
+    return null;
+  }
+  const cluster = action.kind === 'cluster' ? action.cluster : action.kind === 'weighted' ? action.clusters[0]!.name : '';
+  return Object.freeze({ name, latencyThresholdMs: threshold ?? null, cluster });
 }
 
 function compileWeighted(w: WeightedClusterProto, path: string, errors: string[]): WeightedClustersAction | null {

@@ -30,14 +30,15 @@ import { type CompiledHeaderMatcher, compileHeaderMatcher, type HeaderLookup, he
 import { type CompiledQueryMatcher, compileQueryMatcher, queryMatches } from './query-matcher.ts';
 import { pathEnd } from './path-rewrite.ts';
 import { compileFullMatch } from './re2.ts';
+import type { CompiledFault } from '../fault/http-fault.ts';
 import {
-  compileMatchedRoute, compileRetryPolicy, DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES, EMPTY_FILTER_CONFIG, mergeFilterConfig,
-  type MatchedRoute, type RouteContext,
+  compileMatchedRoute, compileRetryPolicy, DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES, EMPTY_FILTER_CONFIG, faultOf, mergeFilterConfig,
+  type MatchedRoute, type RouteContext, type SloRoute,
 } from './route-action.ts';
 
 export type { HeaderLookup } from './header-matcher.ts';
 export type {
-  ClusterAction, DirectResponse, MatchedAction, MatchedRoute, RedirectResponse, RouteRetryPolicy, WeightedCluster,
+  ClusterAction, DirectResponse, MatchedAction, MatchedRoute, RedirectResponse, RouteRetryPolicy, SloRoute, WeightedCluster,
   WeightedClustersAction,
 } from './route-action.ts';
 export { DEFAULT_PER_REQUEST_BUFFER_LIMIT_BYTES, DEFAULT_ROUTE_TIMEOUT_MS } from './route-action.ts';
@@ -54,6 +55,8 @@ export interface RouteTable {
   match(authority: string, path: string, method: string, headers: HeaderLookup): MatchedRoute | null;
   /** The name of the virtual host `authority` selects, or null. */
   virtualHostFor(authority: string): string | null;
+  /** The SLO of the route named `routeName` (the first route of that name), or null (for the SLO counters). */
+  sloRoute(routeName: string): SloRoute | null;
 }
 
 export type RouteTableResult = { valid: true; result: RouteTable } | { valid: false; errors: string[] };
@@ -137,11 +140,21 @@ function isGrpc(contentType: string | undefined): boolean {
 class CompiledRouteTable implements RouteTable {
   readonly name: string;
   readonly #hosts: DomainIndex<CompiledVirtualHost>;
+  readonly #slo: ReadonlyMap<string, SloRoute>;
 
-  constructor(name: string, hosts: DomainIndex<CompiledVirtualHost>) {
+  constructor(name: string, hosts: DomainIndex<CompiledVirtualHost>, vhosts: readonly CompiledVirtualHost[]) {
     this.name = name;
     this.#hosts = hosts;
+    const slo = new Map<string, SloRoute>();
+    for (const vh of vhosts) {
+      for (const r of vh.routes) if (r.result.sloRoute !== null && !slo.has(r.result.name)) slo.set(r.result.name, r.result.sloRoute);
+    }
+    this.#slo = slo;
     Object.freeze(this);
+  }
+
+  sloRoute(routeName: string): SloRoute | null {
+    return this.#slo.get(routeName) ?? null;
   }
 
   virtualHostFor(authority: string): string | null {
@@ -198,18 +211,21 @@ export function compileRouteTable(rc: RouteConfiguration): RouteTableResult {
   if (rc.ignorePathParametersInPathMatching) errors.push('ignore_path_parameters_in_path_matching: not supported by the sidecar');
   const rcFilterConfig = mergeFilterConfig(EMPTY_FILTER_CONFIG, rc.typedPerFilterConfig);
   const maxBody = rc.maxDirectResponseBodySizeBytes ?? DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES;
+  const rcFault = faultOf(rc.typedPerFilterConfig, null, '', errors);
   const entries = rc.virtualHosts.map((vh, i) => ({
     domains: vh.domains,
-    value: compileVirtualHost(vh, rcFilterConfig, maxBody, `virtual_hosts[${i}]`, errors),
+    value: compileVirtualHost(vh, rcFilterConfig, rcFault, maxBody, `virtual_hosts[${i}]`, errors),
     path: `virtual_hosts[${i}]`,
   }));
   const index = DomainIndex.tryNew(entries, rc.ignorePortInHostMatching);
   if (!index.valid) errors.push(...index.errors);
   if (errors.length > 0 || !index.valid) return { valid: false, errors };
-  return { valid: true, result: new CompiledRouteTable(rc.name, index.result) };
+  return { valid: true, result: new CompiledRouteTable(rc.name, index.result, entries.map((e) => e.value)) };
 }
 
-function compileVirtualHost(vh: VirtualHost, rcFilterConfig: Readonly<Record<string, Any>>, maxBody: number, path: string, errors: string[]): CompiledVirtualHost {
+function compileVirtualHost(
+  vh: VirtualHost, rcFilterConfig: Readonly<Record<string, Any>>, rcFault: CompiledFault | null, maxBody: number, path: string, errors: string[],
+): CompiledVirtualHost {
   if (vh.matcher) errors.push(`${path}.matcher: matcher trees are not supported by the sidecar; use routes`);
   if (vh.requireTls !== VirtualHost_TlsRequirementType.NONE) errors.push(`${path}.require_tls: not supported by the sidecar`);
   const ctx: RouteContext = {
@@ -218,6 +234,7 @@ function compileVirtualHost(vh: VirtualHost, rcFilterConfig: Readonly<Record<str
     perRequestBufferLimitBytes: vh.perRequestBufferLimitBytes ?? null,
     typedPerFilterConfig: mergeFilterConfig(rcFilterConfig, vh.typedPerFilterConfig),
     maxDirectResponseBodyBytes: maxBody,
+    fault: faultOf(vh.typedPerFilterConfig, rcFault, path, errors),
   };
   const routes: CompiledRoute[] = [];
   vh.routes.forEach((route, j) => {

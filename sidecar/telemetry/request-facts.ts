@@ -49,6 +49,8 @@ export interface RequestFacts {
   quota: { readonly name: string; readonly limit: string; readonly result: QuotaResult; readonly remaining: number } | null;
   /** The tenant the usage meter counts this request for; null when unknown. */
   tenant: string | null;
+  /** Verified JWT payloads by provider (set by inbound authn); null when no token was verified. */
+  jwt: Readonly<Record<string, unknown>> | null;
 }
 
 const FACTS = Symbol('palisade.requestFacts');
@@ -57,7 +59,7 @@ type WithFacts = DownstreamRequest & { [FACTS]?: RequestFacts };
 
 /** Attaches a fresh facts object to a request (the telemetry wrapper, first thing). */
 export function attachFacts(req: DownstreamRequest): RequestFacts {
-  const facts: RequestFacts = { route: null, cluster: null, upstreamHost: null, attempts: 0, flags: [], principal: null, policy: null, quota: null, tenant: null };
+  const facts: RequestFacts = { route: null, cluster: null, upstreamHost: null, attempts: 0, flags: [], principal: null, policy: null, quota: null, tenant: null, jwt: null };
   (req as WithFacts)[FACTS] = facts;
   return facts;
 }

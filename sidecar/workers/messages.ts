@@ -59,7 +59,8 @@ export interface WorkerInit {
   readonly config: WireConfig | null;
 }
 
-export type AdminQuery = 'stats' | 'clusters' | 'config_dump';
+/** `metrics`: the worker's prom-client registry as JSON (getMetricsAsJSON), for the primary's /metrics. */
+export type AdminQuery = 'stats' | 'clusters' | 'config_dump' | 'metrics';
 
 export type ToWorker =
   | WorkerInit

@@ -28,7 +28,8 @@ import { ConfigStore, snapshotInput } from '../config/config-store.ts';
 import { SidecarXds, type ApplyOutcome } from '../config/sidecar-xds.ts';
 import { selects } from '../authz/authz-config.ts';
 import type { Policy } from '../../xds/gen/palisade/v1/policy_pb.js';
-import { POLICY_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import { POLICY_TYPE_URL, QUOTA_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL } from '../../xds/resources/type-urls.ts';
+import { createQuotaValidator } from '../quota/quota-validator.ts';
 import type { RequestAuthentication } from '../../xds/gen/palisade/v1/request_authentication_pb.js';
 import { configDumpOf, type SidecarSnapshot } from '../config/sidecar-snapshot.ts';
 import { HttpListener } from '../listeners/http-listener.ts';
@@ -36,6 +37,7 @@ import { hostKey } from '../upstream/compile-cluster.ts';
 import { DEFAULT_DRAIN_TIMEOUT_MS, type SidecarAddresses, type SidecarEvents } from '../sidecar.ts';
 import { encodeConfig } from './messages.ts';
 import { WorkerPool } from './worker-pool.ts';
+import { aggregateMetrics, SidecarMetrics, xdsOnlySource, type MetricsJson, type XdsStatsView } from '../telemetry/metrics.ts';
 
 export interface SidecarPrimaryOptions {
   readonly bootstrap: SidecarBootstrap;
@@ -71,6 +73,9 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
   readonly #drainTimeoutMs: number;
   readonly #admin = new HttpListener('admin');
   #xds: SidecarXds | null = null;
+  /** The primary's own metrics (its xDS stream); /metrics adds every worker's to them. */
+  readonly #metrics: SidecarMetrics;
+  #lastSwapAt: number | null = null;
   #phase: Phase = 'new';
   #ready = false;
   #inboundPort = 0;
@@ -91,6 +96,10 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
       // The SVID's private key is generated in, and never leaves, one process; workers would each need it.
       throw new Error('--workers cannot be combined with a bootstrap identity section yet: run an mTLS sidecar as one process (--workers 1)');
     }
+    this.#metrics = new SidecarMetrics({
+      maxSeriesPerMetric: this.#b.telemetry.metrics.maxSeriesPerMetric,
+      source: xdsOnlySource(() => (this.#xds?.stats(null) ?? null) as XdsStatsView | null, () => this.#lastSwapAt),
+    });
     this.pool = new WorkerPool({
       size: options.workers, bootstrap: this.#b, logger: this.#log, logLevel: options.logLevel ?? 'info',
       version: this.#version, drainTimeoutMs: this.#drainTimeoutMs,
@@ -102,6 +111,7 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
       clusters: () => this.clusterStats(),
       stats: () => this.stats(),
       drain: () => this.drain(),
+      metrics: () => this.metrics(),
     }));
   }
 
@@ -150,9 +160,12 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
               ? [`${ra.name}: a sidecar with --workers N does not verify JWTs yet; run this workload's sidecar as one process (--workers 1)`]
               : [];
           },
+          // Per-process buckets would multiply a quota by N: one selecting this workload is NACKed.
+          [QUOTA_TYPE_URL]: createQuotaValidator({ service: b.node.service, namespace: b.node.namespace, redis: b.quota.redis !== null, workers: this.pool.size }),
         },
         onPolicies: () => undefined,
         onRequestAuthentications: () => undefined,
+        onQuotas: () => undefined,
       });
     } catch (err) {
       await this.close();
@@ -172,6 +185,7 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
     if (!r.valid) return r;
     const next = this.store.current!;
     if (next === prev) return r;
+    this.#lastSwapAt = Date.now();
     this.pool.broadcast(encodeConfig(input, next.version));
     this.#log.debug({ version: next.version, complete: next.complete, missing: next.missing }, 'configuration sent to the workers');
     this.#checkReady();
@@ -235,6 +249,19 @@ export class SidecarPrimary extends EventEmitter<SidecarEvents> {
   async clusterStats(): Promise<unknown> {
     const replies = await this.pool.query('clusters');
     return { workers: replies.map(({ index, pid, state, body, error }) => ({ index, pid, state, ...(error !== undefined ? { error } : body as object) })) };
+  }
+
+  /**
+   * /metrics: every worker's registry (asked over IPC) and the primary's own (xDS), merged:
+   * counters and histograms summed. A worker that does not answer is left out of that scrape,
+   * and a restarted worker's counters start from 0 again (Prometheus' rate() treats both as a
+   * counter reset).
+   */
+  async metrics(): Promise<string> {
+    const replies = await this.pool.query('metrics');
+    const parts: MetricsJson[] = [await this.#metrics.json()];
+    for (const r of replies) if (r.error === undefined && Array.isArray(r.body)) parts.push(r.body as MetricsJson);
+    return aggregateMetrics(parts);
   }
 
   /** /stats: the listeners summed over the workers and per worker, and the primary's xDS stream. */

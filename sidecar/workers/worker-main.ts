@@ -65,6 +65,7 @@ async function onMessage(msg: ToWorker): Promise<void> {
     case 'query': {
       const s = sidecar;
       const body = s === null ? null
+        : msg.what === 'metrics' ? await s.telemetry.metrics.json()
         : msg.what === 'stats' ? s.stats()
           : msg.what === 'clusters' ? s.clusterStats()
             : s.configDump();

@@ -46,7 +46,7 @@ afterEach(async () => {
 
 const BAD: Array<[string, string, string, RegExp]> = [
   ['malformed YAML', 'broken.yaml', 'kind: Service\nmetadata: { name: x\n', /\/broken\.yaml#0: malformed YAML: .*line 3, column 1/],
-  ['an unknown kind', 'gateway.yaml', 'apiVersion: palisade.dev/v1\nkind: Gateway\nmetadata: { name: g }\nspec: {}\n', /\/gateway\.yaml#0 \/kind: unknown kind "Gateway"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication$/],
+  ['an unknown kind', 'gateway.yaml', 'apiVersion: palisade.dev/v1\nkind: Gateway\nmetadata: { name: g }\nspec: {}\n', /\/gateway\.yaml#0 \/kind: unknown kind "Gateway"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication, Quota$/],
   ['a schema violation', 'echo.yaml', service(70000), /\/echo\.yaml#0 \/spec\/endpoints\/0\/port: must be <= 65535, got 70000$/],
   ['a Route to a missing Service', 'route.yaml',
     'apiVersion: palisade.dev/v1\nkind: Route\nmetadata: { name: r }\nspec:\n  hosts: [r.example]\n  http:\n    - backends: [{ service: nope }]\n',

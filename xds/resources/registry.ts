@@ -15,6 +15,7 @@ import { HTTPFaultSchema } from '../gen/envoy/extensions/filters/http/fault/v3/f
 import { RBACSchema } from '../gen/envoy/extensions/filters/http/rbac/v3/rbac_pb.js';
 import { ExtAuthzSchema } from '../gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js';
 import { LocalRateLimitSchema } from '../gen/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit_pb.js';
+import { RateLimitSchema } from '../gen/envoy/extensions/filters/http/ratelimit/v3/rate_limit_pb.js';
 import { JwtAuthenticationSchema } from '../gen/envoy/extensions/filters/http/jwt_authn/v3/config_pb.js';
 import { UpstreamTlsContextSchema, DownstreamTlsContextSchema } from '../gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.js';
 import { MeshConfigSchema, type MeshConfig } from '../gen/palisade/v1/mesh_pb.js';
@@ -93,6 +94,6 @@ export function pushOrder(a: string, b: string): number {
  */
 export const TYPE_REGISTRY: Registry = createRegistry(
   ...RESOURCE_TYPES.map((t) => t.schema),
-  HttpConnectionManagerSchema, RouterSchema, HTTPFaultSchema, RBACSchema, ExtAuthzSchema, LocalRateLimitSchema,
+  HttpConnectionManagerSchema, RouterSchema, HTTPFaultSchema, RBACSchema, ExtAuthzSchema, LocalRateLimitSchema, RateLimitSchema,
   JwtAuthenticationSchema, UpstreamTlsContextSchema, DownstreamTlsContextSchema,
 );

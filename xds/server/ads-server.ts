@@ -3,7 +3,7 @@
  * grpc-js, serving whatever the SnapshotCache holds for each stream's node group.
  */
 import { shutdownGracefully } from './shutdown.ts';
-import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Node } from '../gen/envoy/config/core/v3/base_pb.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery_pb.js';
 import type { SnapshotCache } from '../cache/snapshot-cache.ts';
@@ -58,6 +58,14 @@ export class AdsServer {
       deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, Uint8Array>) =>
         this.#track(new DeltaStream(call, this.#deps)),
     });
+  }
+
+  /**
+   * Serves another gRPC service on the same server, ports and credentials (e.g. LRS next to
+   * ADS). Call before listen().
+   */
+  addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+    this.#server.addService(service, implementation);
   }
 
   #track(stream: SotwStream | DeltaStream): void {

@@ -5,9 +5,9 @@
  * the signature, loads the wasm and judges every inbound request by the caller's SPIFFE ID,
  * method and path: frontend's GET /hello is allowed, its DELETE /hello denied with the reason.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { request } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { call, writeAtomic } from '../demo-io.ts';
 import { signBundle } from '../../../policies/sign.ts';
 import type { DemoStep } from '../step.ts';
 import { sleep } from '../wait.ts';
@@ -16,6 +16,7 @@ import { sidecarsSkip } from './start-workloads.ts';
 const BUNDLE = join(import.meta.dirname, '..', 'policy', 'backend-authz.tar.gz');
 const POLICY_NAME = 'default/backend-authz';
 const IN_FORCE_WITHIN_MS = 10_000;
+const BACKEND_HOST = { host: 'backend:9090' };
 
 const POLICY_YAML = `# Authorization for the backend: a signed OPA bundle (Rego compiled to wasm), judged by its sidecar.
 apiVersion: palisade.dev/v1
@@ -29,26 +30,6 @@ spec:
   selector: { services: [backend] }
   cacheKeys: [attributes.source.principal, attributes.request.http.method, parsed_path]
 `;
-
-async function writeAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.tmp`);
-  await writeFile(tmp, data);
-  await rename(tmp, file);
-}
-
-function call(address: string, method: string, path: string, signal: AbortSignal): Promise<{ status: number; body: string }> {
-  const i = address.lastIndexOf(':');
-  return new Promise((resolve, reject) => {
-    const req = request({ host: address.slice(0, i), port: Number(address.slice(i + 1)), method, path, headers: { host: 'backend:9090' }, agent: false, signal }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 interface PolicyStats { revision: string; allowed: number; denied: number; cache: { hits: number; misses: number } | null }
 
@@ -79,9 +60,9 @@ export const authorizeWithPolicy: DemoStep = {
     }
     const inForceMs = Math.round(performance.now() - started);
     const outbound = frontend.addresses.outbound;
-    const allowed = await call(outbound, 'GET', '/hello', signal);
+    const allowed = await call(outbound, 'GET', '/hello', BACKEND_HOST, signal);
     if (allowed.status !== 200) throw new Error(`GET /hello from frontend: expected 200 (allowed by the policy), got ${allowed.status} ${allowed.body.slice(0, 120)}`);
-    const denied = await call(outbound, 'DELETE', '/hello', signal);
+    const denied = await call(outbound, 'DELETE', '/hello', BACKEND_HOST, signal);
     if (denied.status !== 403) throw new Error(`DELETE /hello from frontend: expected 403 (denied by the policy), got ${denied.status} ${denied.body.slice(0, 120)}`);
     const after = await policyStats(backend.addresses.admin, signal);
     ctx.lookAround.push(`policy: ${join(dir, 'policy.yaml')} and cli/demo/policy/backend_authz.rego (palisade policy build|test|verify)`);

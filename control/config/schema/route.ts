@@ -126,8 +126,37 @@ export const FaultSchema = Type.Object(
         },
       ),
     ),
+    headers: Type.Optional(Type.Array(HeaderMatchSchema, { description: 'The fault applies only to requests every one of these header matchers matches; absent: every request of the rule' })),
   },
-  { additionalProperties: false, minProperties: 1, description: 'Fault injection: at least one of delay, abort' },
+  { additionalProperties: false, description: 'Fault injection: at least one of delay, abort; headers limit it to the requests they match' },
+);
+
+/** An SLO window: whole days or hours (`30d`, `28d`, `720h`), 1d..90d; checked by checkRoute. */
+const SLO_WINDOW_RE = /^[1-9][0-9]{0,3}(?:d|h)$/;
+/** The SLO window when `slo.window` is not given. */
+export const DEFAULT_SLO_WINDOW = '30d';
+const SLO_WINDOW_MIN_MS = 86_400_000;
+const SLO_WINDOW_MAX_MS = 90 * 86_400_000;
+
+const objectivePercent = (description: string) => Type.Number({ minimum: 0, maximum: 100, description: `${description}; above 0 and below 100` });
+
+export const SloSchema = Type.Object(
+  {
+    availability: Type.Optional(objectivePercent('Percent of requests that must not fail (5xx or a local failure), e.g. 99.9')),
+    latency: Type.Optional(
+      Type.Object(
+        {
+          threshold: duration('A request slower than this counts against the latency objective, e.g. 250ms'),
+          percent: objectivePercent('Percent of requests that must finish within threshold, e.g. 99'),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    window: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 16, default: DEFAULT_SLO_WINDOW, description: 'The error-budget window: whole days or hours, 1d..90d (30d, 28d, 720h)' }),
+    ),
+  },
+  { additionalProperties: false, description: 'Service level objectives of the rule: at least one of availability, latency' },
 );
 
 export const HttpRuleSchema = Type.Object(
@@ -140,6 +169,7 @@ export const HttpRuleSchema = Type.Object(
     timeout: Type.Optional(duration('Overall request timeout, retries included')),
     retries: Type.Optional(RetriesSchema),
     fault: Type.Optional(FaultSchema),
+    slo: Type.Optional(SloSchema),
   },
   { additionalProperties: false },
 );
@@ -175,9 +205,12 @@ export type FaultDocument = Static<typeof FaultSchema>;
 export type FaultDelay = Defaulted<NonNullable<FaultDocument['delay']>, 'percent'>;
 /** A fault abort after defaults: `percent` is always set (100 unless given); exactly one of httpStatus, grpcStatus. */
 export type FaultAbort = Defaulted<NonNullable<FaultDocument['abort']>, 'percent'>;
-export type Fault = { delay?: FaultDelay; abort?: FaultAbort };
+export type Fault = { delay?: FaultDelay; abort?: FaultAbort; headers?: HeaderMatch[] };
+export type SloDocument = Static<typeof SloSchema>;
+/** An SLO after defaults: `window` is always set (`30d` unless given). */
+export type Slo = Defaulted<SloDocument, 'window'>;
 /** A rule after defaults: `match` is never empty and `backends` carry weights. */
-export type HttpRule = Replace<HttpRuleDocument, { match: HttpMatch[]; backends: Backend[]; fault?: Fault }>;
+export type HttpRule = Replace<HttpRuleDocument, { match: HttpMatch[]; backends: Backend[]; fault?: Fault; slo?: Slo }>;
 export type RouteSpec = Replace<RouteSpecDocument, { http: HttpRule[] }>;
 
 export interface RouteResource {
@@ -231,7 +264,43 @@ export function checkRoute(doc: RouteDocument, report: Report): void {
       const set = presentKeys(abort, ABORT_KINDS);
       if (set.length !== 1) report(pointer(...at, 'fault', 'abort'), `exactly one of httpStatus, grpcStatus must be set, got ${set.length === 0 ? 'neither' : 'both'}`);
     }
+    if (rule.fault !== undefined && rule.fault.delay === undefined && rule.fault.abort === undefined) {
+      report(pointer(...at, 'fault'), 'must set at least one of: delay, abort');
+    }
+    rule.fault?.headers?.forEach((h, j) => {
+      const hset = presentKeys(h, HEADER_MATCHERS);
+      if (hset.length > 1) report(pointer(...at, 'fault', 'headers', j), `at most one of exact, prefix, regex, present may be set, got ${listAnd(hset)}`);
+      checkRegex(h.regex, ...at, 'fault', 'headers', j, 'regex');
+    });
+    if (rule.slo !== undefined) checkSlo(rule.slo, report, ...at, 'slo');
   });
+}
+
+/** Milliseconds of an SLO window (`30d`, `720h`); the string must be whole days or hours (validated documents are). */
+export function parseSloWindow(s: string): number {
+  const n = Number(s.slice(0, -1));
+  return s.endsWith('d') ? n * 86_400_000 : n * 3_600_000;
+}
+
+function checkSlo(slo: SloDocument, report: Report, ...at: Array<string | number>): void {
+  const checkPercent = (value: number | undefined, ...field: string[]) => {
+    if (value !== undefined && (value <= 0 || value >= 100)) {
+      report(pointer(...at, ...field), `must be above 0 and below 100 (100 leaves no error budget), got ${value}`);
+    }
+  };
+  if (slo.availability === undefined && slo.latency === undefined) report(pointer(...at), 'at least one of availability, latency must be set');
+  checkPercent(slo.availability, 'availability');
+  if (slo.latency !== undefined) {
+    checkPercent(slo.latency.percent, 'latency', 'percent');
+    const problem = durationProblem(slo.latency.threshold);
+    if (problem !== null) report(pointer(...at, 'latency', 'threshold'), problem);
+  }
+  if (slo.window !== undefined && !SLO_WINDOW_RE.test(slo.window)) {
+    report(pointer(...at, 'window'), `must be whole days or hours like 30d or 720h, got ${JSON.stringify(slo.window)}`);
+  } else if (slo.window !== undefined) {
+    const ms = parseSloWindow(slo.window);
+    if (ms < SLO_WINDOW_MIN_MS || ms > SLO_WINDOW_MAX_MS) report(pointer(...at, 'window'), `must be between 1d and 90d, got ${JSON.stringify(slo.window)}`);
+  }
 }
 
 /**
@@ -247,6 +316,9 @@ export function normalizeRoute(doc: RouteDocument): void {
       for (const h of m.headers ?? []) {
         if (presentKeys(h, HEADER_MATCHERS).length === 0) h.present = true;
       }
+    }
+    for (const h of rule.fault?.headers ?? []) {
+      if (presentKeys(h, HEADER_MATCHERS).length === 0) h.present = true;
     }
   }
 }

@@ -215,9 +215,9 @@ describe('parseConfig: invalid documents', () => {
     // envelope
     ['no apiVersion', 'mesh', [['/apiVersion', undefined]], [['/apiVersion', 'missing required field "apiVersion" (use "palisade.dev/v1")']]],
     ['another apiVersion', 'mesh', [['/apiVersion', 'palisade.dev/v2']], [['/apiVersion', 'must be "palisade.dev/v1", got "palisade.dev/v2"']]],
-    ['no kind', 'mesh', [['/kind', undefined]], [['/kind', 'missing required field "kind"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication']]],
-    ['an unknown kind', 'mesh', [['/kind', 'Gateway']], [['/kind', 'unknown kind "Gateway"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication']]],
-    ['a lowercase kind', 'mesh', [['/kind', 'mesh']], [['/kind', 'unknown kind "mesh"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication']]],
+    ['no kind', 'mesh', [['/kind', undefined]], [['/kind', 'missing required field "kind"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication, Quota']]],
+    ['an unknown kind', 'mesh', [['/kind', 'Gateway']], [['/kind', 'unknown kind "Gateway"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication, Quota']]],
+    ['a lowercase kind', 'mesh', [['/kind', 'mesh']], [['/kind', 'unknown kind "mesh"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication, Quota']]],
     ['a top-level unknown field', 'route', [['/status', {}]], [['/status', 'unknown field "status"; known fields: apiVersion, kind, metadata, spec']]],
     ['no spec', 'mesh', [['/spec', undefined]], [['/spec', 'missing required field "spec"']]],
     ['a null spec', 'route', [['/spec', null]], [['/spec', 'must be a mapping, got null']]],
@@ -460,7 +460,7 @@ describe('parseConfig: invalid documents', () => {
       errors: [
         { file: 'many.yaml', index: 1, path: '/spec/port', message: 'must be >= 1, got 0' },
         { file: 'many.yaml', index: 2, path: '', message: 'malformed YAML: Map keys must be unique at line 20, column 1' },
-        { file: 'many.yaml', index: 3, path: '/kind', message: 'unknown kind "Gateway"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication' },
+        { file: 'many.yaml', index: 3, path: '/kind', message: 'unknown kind "Gateway"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication, Quota' },
       ],
     });
   });

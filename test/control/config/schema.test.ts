@@ -204,7 +204,10 @@ describe('regexProblem', () => {
 describe('resolved types', () => {
   it('make defaulted fields required', () => {
     expectTypeOf<ResourceMetadata>().toEqualTypeOf<{ name: string; namespace: string; labels?: Record<string, string> }>();
-    expectTypeOf<MeshSpec>().toEqualTypeOf<{ trustDomain: string; mtls: { mode: 'STRICT' | 'PERMISSIVE' } }>();
+    expectTypeOf<MeshSpec>().toEqualTypeOf<{
+      trustDomain: string; mtls: { mode: 'STRICT' | 'PERMISSIVE' };
+      metering?: { tenant?: { header: string } | { jwtClaim: string }; reportInterval: string; maxTenants: number };
+    }>();
     expectTypeOf<ServiceSpec['protocol']>().toEqualTypeOf<'http' | 'grpc'>();
     expectTypeOf<ServiceSpec['endpoints']>().toEqualTypeOf<Endpoint[]>();
     expectTypeOf<Endpoint['weight']>().toEqualTypeOf<number>();
@@ -213,6 +216,6 @@ describe('resolved types', () => {
     expectTypeOf<Backend>().toEqualTypeOf<{ service: string; port?: number; subset?: Record<string, string>; weight: number }>();
     expectTypeOf<NonNullable<HttpRule['fault']>['abort']>().toEqualTypeOf<{ httpStatus?: number; grpcStatus?: number; percent: number } | undefined>();
     expectTypeOf<RouteResource['spec']['http']>().toEqualTypeOf<HttpRule[]>();
-    expectTypeOf<Resource['kind']>().toEqualTypeOf<'Mesh' | 'Service' | 'Route' | 'Policy' | 'RequestAuthentication'>();
+    expectTypeOf<Resource['kind']>().toEqualTypeOf<'Mesh' | 'Service' | 'Route' | 'Policy' | 'RequestAuthentication' | 'Quota'>();
   });
 });

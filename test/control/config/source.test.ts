@@ -293,7 +293,7 @@ describe('DirectorySource: watching', () => {
     const rejected = nextRejected(src);
     await writeFile(join(dir, 'broken.yaml'), 'kind: Gateway\napiVersion: palisade.dev/v1\n');
     expect(await rejected).toEqual([
-      { file: join(dir, 'broken.yaml'), index: 0, path: '/kind', message: 'unknown kind "Gateway"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication' },
+      { file: join(dir, 'broken.yaml'), index: 0, path: '/kind', message: 'unknown kind "Gateway"; known kinds: Mesh, Service, Route, Policy, RequestAuthentication, Quota' },
     ]);
     for (let i = 0; i < 3; i++) {
       await writeFile(join(dir, '.broken.yaml.swp'), String(i));

@@ -205,6 +205,6 @@ describe('canonicalState', () => {
   it('is JSON without source', () => {
     const text = canonicalState(build(files));
     expect(text).not.toContain('"source"');
-    expect(Object.keys(JSON.parse(text) as object)).toEqual(['jwksFiles', 'mesh', 'policies', 'policyBundles', 'requestAuthentications', 'routes', 'services']);
+    expect(Object.keys(JSON.parse(text) as object)).toEqual(['jwksFiles', 'mesh', 'policies', 'policyBundles', 'quotas', 'requestAuthentications', 'routes', 'services']);
   });
 });

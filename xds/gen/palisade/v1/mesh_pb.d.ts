@@ -7,6 +7,8 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
+import type { RequestAttribute } from "./quota_pb.js";
+import type { Duration } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file palisade/v1/mesh.proto.
@@ -38,6 +40,14 @@ export declare type MeshConfig = Message<"palisade.v1.MeshConfig"> & {
    * @generated from field: palisade.v1.MeshConfig.MtlsMode mtls_mode = 3;
    */
   mtlsMode: MeshConfig_MtlsMode;
+
+  /**
+   * Usage metering (issue #7): which tenant a request is counted for, and how often
+   * sidecars report. Absent: the defaults (header x-tenant-id, 10s, 10 000 tenants).
+   *
+   * @generated from field: palisade.v1.Metering metering = 4;
+   */
+  metering?: Metering | undefined;
 };
 
 /**
@@ -65,4 +75,41 @@ export enum MeshConfig_MtlsMode {
  * Describes the enum palisade.v1.MeshConfig.MtlsMode.
  */
 export declare const MeshConfig_MtlsModeSchema: GenEnum<MeshConfig_MtlsMode>;
+
+/**
+ * Mesh spec.metering, as sidecars apply it.
+ *
+ * @generated from message palisade.v1.Metering
+ */
+export declare type Metering = Message<"palisade.v1.Metering"> & {
+  /**
+   * Where the tenant comes from: a header (`header`) or a verified token's claim
+   * (`jwt_claim`, "<provider>.<claim path>"); only those two sources are accepted. A request
+   * without a value is counted for "unknown".
+   *
+   * @generated from field: palisade.v1.RequestAttribute tenant = 1;
+   */
+  tenant?: RequestAttribute | undefined;
+
+  /**
+   * The reporting interval the control plane suggests in its LoadStatsResponses; sidecars
+   * follow the control plane's LoadStatsResponse, this is informational for them.
+   *
+   * @generated from field: google.protobuf.Duration report_interval = 2;
+   */
+  reportInterval?: Duration | undefined;
+
+  /**
+   * Distinct tenants a sidecar counts per report interval; further ones are counted as "other".
+   *
+   * @generated from field: uint32 max_tenants = 3;
+   */
+  maxTenants: number;
+};
+
+/**
+ * Describes the message palisade.v1.Metering.
+ * Use `create(MeteringSchema)` to create a new message.
+ */
+export declare const MeteringSchema: GenMessage<Metering>;
 

@@ -6,13 +6,15 @@
 /* eslint-disable */
 
 import { enumDesc, fileDesc, messageDesc, tsEnum } from "@bufbuild/protobuf/codegenv2";
+import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
+import { file_palisade_v1_quota } from "./quota_pb.js";
 import { file_validate_validate } from "../../validate/validate_pb.js";
 
 /**
  * Describes the file palisade/v1/mesh.proto.
  */
 export const file_palisade_v1_mesh = /*@__PURE__*/
-  fileDesc("ChZwYWxpc2FkZS92MS9tZXNoLnByb3RvEgtwYWxpc2FkZS52MSKpAQoKTWVzaENvbmZpZxIVCgRuYW1lGAEgASgJQgf6QgRyAhABEh0KDHRydXN0X2RvbWFpbhgCIAEoCUIH+kIEcgIQARI9CgltdGxzX21vZGUYAyABKA4yIC5wYWxpc2FkZS52MS5NZXNoQ29uZmlnLk10bHNNb2RlQgj6QgWCAQIQASImCghNdGxzTW9kZRIKCgZTVFJJQ1QQABIOCgpQRVJNSVNTSVZFEAFiBnByb3RvMw", [file_validate_validate]);
+  fileDesc("ChZwYWxpc2FkZS92MS9tZXNoLnByb3RvEgtwYWxpc2FkZS52MSLSAQoKTWVzaENvbmZpZxIVCgRuYW1lGAEgASgJQgf6QgRyAhABEh0KDHRydXN0X2RvbWFpbhgCIAEoCUIH+kIEcgIQARI9CgltdGxzX21vZGUYAyABKA4yIC5wYWxpc2FkZS52MS5NZXNoQ29uZmlnLk10bHNNb2RlQgj6QgWCAQIQARInCghtZXRlcmluZxgEIAEoCzIVLnBhbGlzYWRlLnYxLk1ldGVyaW5nIiYKCE10bHNNb2RlEgoKBlNUUklDVBAAEg4KClBFUk1JU1NJVkUQASKvAQoITWV0ZXJpbmcSNwoGdGVuYW50GAEgASgLMh0ucGFsaXNhZGUudjEuUmVxdWVzdEF0dHJpYnV0ZUII+kIFigECEAESSAoPcmVwb3J0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhT6QhGqAQ4IASIDCJAcMgUQgMLXLxIgCgttYXhfdGVuYW50cxgDIAEoDUIL+kIIKgYYwIQ9KAFiBnByb3RvMw", [file_google_protobuf_duration, file_palisade_v1_quota, file_validate_validate]);
 
 /**
  * Describes the message palisade.v1.MeshConfig.
@@ -32,4 +34,11 @@ export const MeshConfig_MtlsModeSchema = /*@__PURE__*/
  */
 export const MeshConfig_MtlsMode = /*@__PURE__*/
   tsEnum(MeshConfig_MtlsModeSchema);
+
+/**
+ * Describes the message palisade.v1.Metering.
+ * Use `create(MeteringSchema)` to create a new message.
+ */
+export const MeteringSchema = /*@__PURE__*/
+  messageDesc(file_palisade_v1_mesh, 1);
 

@@ -1,0 +1,55 @@
+/**
+ * Knobs of bench/full-chain, read from the environment once (the only place this benchmark
+ * touches `process.env`), validated, frozen.
+ *
+ *   CONNECTIONS   concurrent keep-alive connections of the load generator   default 50
+ *   DURATION      seconds measured per topology and round                   default 5
+ *   WARMUP        seconds of load before each measurement (not counted)      default 2
+ *   ROUNDS        rounds; each starts both topologies fresh, in turn, the
+ *                 order reversed every other round                          default 3
+ *   BODY_BYTES    size of the upstream's fixed response body                 default 1024
+ *   TOPOLOGIES    comma list of none, full                                  default both
+ *   RETRIES       repeats of a measurement disturbed by other work on the box
+ *                 (other CPU > 25% of a core); the least disturbed kept       default 1
+ */
+import { intKnob, readKnob } from '../common/environment.ts';
+
+export const ALL_TOPOLOGIES = ['none', 'full'] as const;
+export type TopologyName = (typeof ALL_TOPOLOGIES)[number];
+
+export interface BenchEnvironment {
+  readonly connections: number;
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly rounds: number;
+  readonly bodyBytes: number;
+  readonly topologies: readonly TopologyName[];
+  readonly retries: number;
+}
+
+const DEFAULTS = {
+  CONNECTIONS: '50',
+  DURATION: '5',
+  WARMUP: '2',
+  ROUNDS: '3',
+  BODY_BYTES: '1024',
+  TOPOLOGIES: ALL_TOPOLOGIES.join(','),
+  RETRIES: '1',
+} as const;
+
+export function loadEnvironment(): BenchEnvironment {
+  const read = (name: keyof typeof DEFAULTS) => readKnob(DEFAULTS, name);
+  const topologies = read('TOPOLOGIES').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const t of topologies) {
+    if (!(ALL_TOPOLOGIES as readonly string[]).includes(t)) throw new TypeError(`TOPOLOGIES: unknown topology ${JSON.stringify(t)}; known: ${ALL_TOPOLOGIES.join(', ')}`);
+  }
+  return Object.freeze({
+    connections: intKnob('CONNECTIONS', read('CONNECTIONS'), 1, 10_000),
+    durationS: intKnob('DURATION', read('DURATION'), 1, 3600),
+    warmupS: intKnob('WARMUP', read('WARMUP'), 0, 600),
+    rounds: intKnob('ROUNDS', read('ROUNDS'), 1, 20),
+    bodyBytes: intKnob('BODY_BYTES', read('BODY_BYTES'), 1, 3000),
+    topologies: Object.freeze(ALL_TOPOLOGIES.filter((t) => topologies.includes(t))),
+    retries: intKnob('RETRIES', read('RETRIES'), 0, 20),
+  });
+}

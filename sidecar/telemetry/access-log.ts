@@ -1,0 +1,158 @@
+/**
+ * Access logs: one JSON line per request (sampled), with the fields of Envoy's default format
+ * in its JSON spelling, plus the sidecar's own: listener, peer identity, policy decision,
+ * quota result, trace id.
+ *
+ *   {"start_time":"2026-11-27T15:00:00.000Z","method":"GET","path":"/x","protocol":"HTTP/1.1",
+ *    "response_code":200,"response_flags":"-","bytes_received":0,"bytes_sent":2,"duration":1.3,
+ *    "x_forwarded_for":null,"user_agent":"curl/8","request_id":"…","authority":"web",
+ *    "upstream_host":"127.0.0.1:8080","upstream_cluster":"inbound|8080||web","route_name":null,
+ *    "listener":"inbound","principal":"spiffe://…","policy":null,"policy_decision":null,
+ *    "quota":null,"quota_result":null,"trace_id":null,"attempts":1}
+ *
+ * Written to pino's asynchronous destination (sonic-boom, `sync: false`): the request path only
+ * serializes the line (JSON.stringify: the record is the whole line, no level, time or pid) into
+ * the destination's buffer; the write happens later, off the request.
+ * `path` is `stdout` or a file (appended, created with its folder; SIGHUP reopens it, for
+ * logrotate). Without the bootstrap section nothing is built and the wrapper never calls in.
+ *
+ * Sampling: `sampleRate` percent of requests; with `alwaysLogErrors` every request answered
+ * 4xx/5xx (or not answered), denied by a policy, or carrying a response flag is logged too.
+ */
+import pino, { type Logger } from 'pino';
+import type { AccessLogConfig } from './telemetry-config.ts';
+import type { RequestRecord } from './request-record.ts';
+
+type Destination = ReturnType<typeof pino.destination>;
+
+export interface AccessLogOptions {
+  /** [0, 1); sampling. Default Math.random. */
+  readonly random?: () => number;
+  /** Where a failing destination (unwritable path, full disk) is reported; without it, failures are dropped silently. */
+  readonly logger?: Logger;
+}
+
+export class AccessLog {
+  readonly #dest: Destination;
+  readonly #rate: number;
+  readonly #always: boolean;
+  readonly #random: () => number;
+  readonly #toStdout: boolean;
+  readonly #onHup: (() => void) | null;
+  #closed = false;
+  /** The destination failed (could not open or write): lines are dropped. */
+  #broken = false;
+
+  constructor(config: AccessLogConfig, options: AccessLogOptions = {}) {
+    this.#toStdout = config.path === 'stdout';
+    this.#dest = pino.destination(this.#toStdout ? { dest: 1, sync: false } : { dest: config.path, sync: false, mkdir: true, append: true });
+    // A destination error must never reach the process as an unhandled 'error' event.
+    const log = options.logger;
+    let reported = false;
+    this.#dest.on('error', (err: Error) => {
+      // sonic-boom throws on writes once its file failed to open: stop writing.
+      this.#broken = true;
+      if (reported) return;
+      reported = true;
+      log?.error({ err, path: config.path }, 'the access log cannot be written; later failures are not reported');
+    });
+    this.#rate = config.sampleRate;
+    this.#always = config.alwaysLogErrors;
+    this.#random = options.random ?? Math.random;
+    if (this.#toStdout) {
+      this.#onHup = null;
+    } else {
+      this.#onHup = () => this.reopen();
+      process.on('SIGHUP', this.#onHup);
+    }
+  }
+
+  /** Whether `r` is logged: sampled in, or (alwaysLogErrors) an error, a denial or a flagged request. */
+  #wanted(r: RequestRecord): boolean {
+    if (this.#rate >= 100) return true;
+    if (this.#always && (r.status >= 400 || r.status === 0 || r.facts.flags.length > 0 || (r.facts.policy !== null && r.facts.policy.decision !== 'allow'))) return true;
+    return this.#rate > 0 && this.#random() * 100 < this.#rate;
+  }
+
+  /** Logs one finished request (or drops it by sampling). */
+  log(r: RequestRecord): void {
+    if (this.#closed || this.#broken || !this.#wanted(r)) return;
+    const f = r.facts;
+    const line = `${JSON.stringify({
+      start_time: new Date(r.startTime).toISOString(),
+      method: r.method,
+      path: r.path,
+      protocol: r.protocol,
+      response_code: r.status,
+      response_flags: f.flags.length === 0 ? '-' : f.flags.join(','),
+      bytes_received: r.bytesIn,
+      bytes_sent: r.bytesOut,
+      duration: Math.round(r.durationMs * 1000) / 1000,
+      x_forwarded_for: r.forwardedFor,
+      user_agent: r.userAgent,
+      request_id: r.requestId,
+      authority: r.authority,
+      upstream_host: f.upstreamHost,
+      upstream_cluster: f.cluster,
+      route_name: f.route,
+      listener: r.listener,
+      downstream_remote_address: r.remoteAddress,
+      principal: f.principal,
+      policy: f.policy?.name ?? null,
+      policy_decision: f.policy?.decision ?? null,
+      quota: f.quota?.name ?? null,
+      quota_result: f.quota?.result ?? null,
+      tenant: f.tenant,
+      trace_id: r.traceId,
+      attempts: f.attempts,
+    })}\n`;
+    try {
+      this.#dest.write(line);
+    } catch {
+      // Reported once through the 'error' listener (or about to be): the request never sees it.
+      this.#broken = true;
+    }
+  }
+
+  /** Reopens the file (after logrotate moved it); a no-op for stdout. */
+  reopen(): void {
+    if (this.#toStdout || this.#closed) return;
+    try {
+      this.#dest.reopen();
+      this.#broken = false;
+    } catch {
+      this.#broken = true;
+    }
+  }
+
+  /** Writes out what is buffered and closes the file (stdout stays open). Idempotent. */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    if (this.#onHup !== null) process.off('SIGHUP', this.#onHup);
+    const dest = this.#dest;
+    // A failed destination has nothing to write out and may never emit 'close'.
+    if (this.#broken) {
+      try {
+        dest.destroy();
+      } catch {
+        // already unusable
+      }
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => resolve();
+      if (this.#toStdout) {
+        dest.flush(() => done());
+        return;
+      }
+      dest.once('close', done);
+      dest.once('error', done);
+      try {
+        dest.end();
+      } catch {
+        done();
+      }
+    });
+  }
+}

@@ -1,0 +1,111 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AccessLog } from '../../../sidecar/telemetry/access-log.ts';
+import type { RequestFacts } from '../../../sidecar/telemetry/request-facts.ts';
+import type { RequestRecord } from '../../../sidecar/telemetry/request-record.ts';
+import { until } from '../../helpers/until.ts';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+
+function facts(o: Partial<RequestFacts> = {}): RequestFacts {
+  return { route: null, cluster: null, upstreamHost: null, attempts: 0, flags: [], principal: null, policy: null, quota: null, tenant: null, ...o } as RequestFacts;
+}
+
+function record(o: Partial<RequestRecord> = {}): RequestRecord {
+  return {
+    listener: 'inbound', method: 'GET', path: '/orders?id=1', authority: 'api.default:9090', protocol: 'HTTP/1.1', status: 200,
+    startTime: Date.parse('2026-11-27T15:00:00.000Z'), durationMs: 1.23456, bytesIn: 0, bytesOut: 42, requestId: 'req-1', userAgent: 'test-agent',
+    remoteAddress: '127.0.0.1', forwardedFor: '10.0.0.1', traceId: null, facts: facts(), ...o,
+  };
+}
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempFile(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'palisade-access-'));
+  dirs.push(dir);
+  return join(dir, 'logs', 'access.log');
+}
+
+const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe('AccessLog', () => {
+  it('writes one JSON line per request with the Envoy-style fields, identity, decision, quota and trace id', async () => {
+    const file = tempFile();
+    const log = new AccessLog({ path: file, sampleRate: 100, alwaysLogErrors: true });
+    log.log(record({
+      status: 403, traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+      facts: facts({
+        route: 'orders', cluster: 'inbound|8080||api', upstreamHost: null, attempts: 0, flags: ['UAEX'], principal: 'spiffe://mesh.local/ns/default/sa/web',
+        policy: { name: 'deny-writes', decision: 'deny' }, quota: { name: 'per-tenant', limit: '10/s', result: 'ok', remaining: 9 }, tenant: 'acme',
+      }),
+    }));
+    log.log(record({ listener: 'outbound', status: 0, facts: facts({ cluster: 'outbound|9090||api.default', upstreamHost: '127.0.0.1:9999', attempts: 2, flags: ['UF', 'URX'] }) }));
+    await log.close();
+    const [a, b] = lines(file);
+    expect(a).toEqual({
+      start_time: '2026-11-27T15:00:00.000Z', method: 'GET', path: '/orders?id=1', protocol: 'HTTP/1.1', response_code: 403, response_flags: 'UAEX',
+      bytes_received: 0, bytes_sent: 42, duration: 1.235, x_forwarded_for: '10.0.0.1', user_agent: 'test-agent', request_id: 'req-1',
+      authority: 'api.default:9090', upstream_host: null, upstream_cluster: 'inbound|8080||api', route_name: 'orders', listener: 'inbound',
+      downstream_remote_address: '127.0.0.1', principal: 'spiffe://mesh.local/ns/default/sa/web', policy: 'deny-writes', policy_decision: 'deny',
+      quota: 'per-tenant', quota_result: 'ok', tenant: 'acme', trace_id: '4bf92f3577b34da6a3ce929d0e0e4736', attempts: 0,
+    });
+    expect(b).toMatchObject({ listener: 'outbound', response_code: 0, response_flags: 'UF,URX', upstream_host: '127.0.0.1:9999', attempts: 2, policy: null, principal: null });
+  });
+
+  it('samples by sampleRate and always keeps errors, denials and flagged requests when asked', async () => {
+    const file = tempFile();
+    // random() = 0.5: sampled in below 50 %, out at 10 %.
+    const log = new AccessLog({ path: file, sampleRate: 10, alwaysLogErrors: true }, { random: () => 0.5 });
+    log.log(record({ path: '/ok' }));
+    log.log(record({ path: '/server-error', status: 502 }));
+    log.log(record({ path: '/denied', status: 200, facts: facts({ policy: { name: 'p', decision: 'dry-run-deny' } }) }));
+    log.log(record({ path: '/flagged', facts: facts({ flags: ['DC'] }) }));
+    log.log(record({ path: '/allowed', facts: facts({ policy: { name: 'p', decision: 'allow' } }) }));
+    await log.close();
+    expect(lines(file).map((l) => l.path)).toEqual(['/server-error', '/denied', '/flagged']);
+
+    const file2 = tempFile();
+    const strict = new AccessLog({ path: file2, sampleRate: 60, alwaysLogErrors: false }, { random: () => 0.5 });
+    strict.log(record({ path: '/in' }));
+    await strict.close();
+    const none = new AccessLog({ path: file2, sampleRate: 0, alwaysLogErrors: false });
+    none.log(record({ path: '/error', status: 500 }));
+    await none.close();
+    expect(lines(file2).map((l) => l.path)).toEqual(['/in']);
+  });
+
+  it('reports an unwritable path once through the logger and never throws into the request path', async () => {
+    const logged: Array<Record<string, unknown>> = [];
+    const sink = new Writable({ write(chunk: Buffer, _enc, cb) { logged.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>); cb(); } });
+    // A path below a regular file: its folder can never be made.
+    const blocker = tempFile().replace(/logs\/access\.log$/, 'file');
+    await import('node:fs/promises').then((fs) => fs.writeFile(blocker, 'x'));
+    const log = new AccessLog({ path: join(blocker, 'access.log'), sampleRate: 100, alwaysLogErrors: true }, { logger: pino(sink) });
+    expect(() => log.log(record())).not.toThrow();
+    await until('the failure logged', () => logged.length > 0);
+    expect(logged[0]).toMatchObject({ msg: 'the access log cannot be written; later failures are not reported', path: join(blocker, 'access.log') });
+    log.log(record());
+    await log.close();
+    expect(logged).toHaveLength(1);
+  });
+
+  it('reopens its file after rotation (SIGHUP) and writes to the new one', async () => {
+    const file = tempFile();
+    const log = new AccessLog({ path: file, sampleRate: 100, alwaysLogErrors: true });
+    log.log(record({ path: '/before' }));
+    // sonic-boom opens asynchronously; rotate only once the first line is written.
+    await until('the first line written', () => existsSync(file) && readFileSync(file, 'utf8').includes('/before'));
+    renameSync(file, `${file}.1`);
+    process.emit('SIGHUP');
+    log.log(record({ path: '/after' }));
+    await log.close();
+    expect(lines(`${file}.1`).map((l) => l.path)).toEqual(['/before']);
+    expect(lines(file).map((l) => l.path)).toEqual(['/after']);
+  });
+});
