@@ -40,6 +40,7 @@ import { POLICY_TYPE_URL, QUOTA_TYPE_URL, REQUEST_AUTHENTICATION_TYPE_URL } from
 import { QuotaGate } from './quota/quota-gate.ts';
 import { createQuotaValidator } from './quota/quota-validator.ts';
 import { RedisStore } from './quota/redis-store.ts';
+import { RateLimitServer } from './quota/rls-server.ts';
 import { attachFacts, factsOf } from './telemetry/request-facts.ts';
 import { createRequestAuthenticationValidator } from './authn/request-authentication-validator.ts';
 import { EventEmitter } from 'node:events';
@@ -100,6 +101,8 @@ export interface SidecarAddresses {
   readonly admin: string;
   /** The ext_authz gRPC server (bootstrap extAuthz), host:port; absent when not served. */
   readonly extAuthz?: string;
+  /** Envoy's rate limit service (bootstrap rateLimitService), host:port; absent when not served. */
+  readonly rateLimitService?: string;
 }
 
 export type SidecarEvents = {
@@ -163,6 +166,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
   #quotaStore: RedisStore | null = null;
   /** Envoy ext_authz for the namespace's Policies (bootstrap extAuthz); null when not served, and in workers. */
   #extAuthz: ExtAuthzServer | null = null;
+  /** Envoy's rate limit service for the namespace's Quotas (bootstrap rateLimitService); null when not served, and in workers. */
+  #rateLimitService: RateLimitServer | null = null;
   #xds: SidecarXds | null = null;
   #phase: Phase = 'new';
   /** The outbound listener's route table in store.current, found once per swap, not per request. */
@@ -241,6 +246,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#connectionGate = overload === null || overload.config.maxConnections === null ? null : () => overload.admitConnection();
     this.#quotas = new QuotaGate({
       service: this.#b.node.service, namespace: this.#b.node.namespace, logger: this.#log.child({ component: 'quota' }),
+      // The rate limit service judges by every Quota of the namespace, not only this Service's.
+      namespaceQuotas: this.#b.rateLimitService !== null && this.#worker === null,
       ...(options.pressure !== undefined ? { pressure: options.pressure } : overload !== null ? { pressure: () => overload.pressure() } : {}),
     });
     const readyCheck = () => {
@@ -370,11 +377,18 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
         this.#extAuthz = new ExtAuthzServer({ config: () => authz.namespaceConfig ?? authz.config, logger: this.#log.child({ component: 'ext-authz' }) });
         extAuthz = hostKey(b.extAuthz.address, await this.#extAuthz.listen(b.extAuthz.address, b.extAuthz.port));
       }
+      let rateLimitService: string | undefined;
+      if (w === null && b.rateLimitService !== null) {
+        const quotas = this.#quotas;
+        this.#rateLimitService = new RateLimitServer({ config: () => quotas.namespaceConfig ?? quotas.config, ready: () => quotas.ready, logger: this.#log.child({ component: 'rate-limit-service' }) });
+        rateLimitService = hostKey(b.rateLimitService.address, await this.#rateLimitService.listen(b.rateLimitService.address, b.rateLimitService.port));
+      }
       this.#addresses = {
         inbound: hostKey(b.inbound.address, this.#inboundPort),
         outbound: hostKey(b.outbound.address, outboundPort),
         admin: w !== null ? '' : hostKey(b.admin.address, adminPort),
         ...(extAuthz !== undefined ? { extAuthz } : {}),
+        ...(rateLimitService !== undefined ? { rateLimitService } : {}),
       };
     } catch (err) {
       await this.close();
@@ -543,7 +557,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     this.#quotas.close();
     this.#quotaStore?.close();
     this.store.removeAllListeners('swap');
-    await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close(), this.#extAuthz?.close(), ...[...this.#retiring].map((l) => l.close())]);
+    await Promise.all([this.#inbound.close(), this.#outbound.close(), this.#admin.close(), this.#extAuthz?.close(), this.#rateLimitService?.close(), ...[...this.#retiring].map((l) => l.close())]);
     // Usage counted since the last report (the requests just cut included) goes out before the LRS stream closes.
     await this.loadReporter.flushAndClose(500);
     await Promise.all([this.clusters.close(), this.#inboundCluster.close(), this.telemetry.close()]);
@@ -575,6 +589,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       overload: this.#overload?.stats() ?? null,
       fault: this.#outboundForwarder.faultStats(),
       ...(this.#extAuthz !== null ? { extAuthz: this.#extAuthz.stats() } : {}),
+      ...(this.#rateLimitService !== null ? { rateLimitService: this.#rateLimitService.stats() } : {}),
     };
   }
 }

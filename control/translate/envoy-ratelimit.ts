@@ -53,6 +53,7 @@ export const RATELIMIT_FILTER_NAME = 'envoy.filters.http.ratelimit';
 /** The rate limit service (envoy.service.ratelimit.v3, gRPC) of global Quotas, next to the Envoy. */
 export const ENVOY_RATELIMIT_CLUSTER = 'palisade_ratelimit';
 export const ENVOY_RATELIMIT_ADDRESS = '127.0.0.1';
+/** Also the sidecar bootstrap's rateLimitService default (sidecar/bootstrap/bootstrap.ts BOOTSTRAP_DEFAULTS). */
 export const ENVOY_RATELIMIT_PORT = 8081;
 /** Response header naming the Quota ("<namespace>/<name>") that refused a request. */
 export const QUOTA_RESPONSE_HEADER = 'x-palisade-quota';
@@ -62,8 +63,8 @@ export const ROUTE_GATE_KEY = 'palisade_quota';
 export const MAX_ENVOY_QUOTAS = 11;
 /** Largest number of `rate_limits` entries (action variants) one Quota may need. */
 export const MAX_ENVOY_RATE_LIMITS = 256;
-/** Envoy's entry key for a remote_address action (it has no descriptor_key). */
-const REMOTE_ADDRESS_KEY = 'remote_address';
+/** Envoy's entry key for a remote_address action (it has no descriptor_key); the sidecar's rate limit service reads it (sidecar/quota/rls-server.ts). */
+export const REMOTE_ADDRESS_KEY = 'remote_address';
 const UINT32_MAX = 4_294_967_295;
 
 /** How one Quota is enforced on an Envoy. */
@@ -263,6 +264,11 @@ function globalFilter(key: string, quota: QuotaResource, stage: number): HttpFil
     domain: key,
     stage,
     failure_mode_deny: quota.spec.failureMode === 'closed',
+    // A store failure refused under failureMode closed answers 429, as a sidecar does (Envoy's default is 500).
+    status_on_error: { code: 'TooManyRequests' },
+    // Longer than the sidecar's Redis command timeout (quota.redis.timeout, default 50 ms), so the
+    // service answers from its fallback bucket (failureMode open) before Envoy gives up on it.
+    timeout: `${ENVOY_RATELIMIT_TIMEOUT_MS / 1000}s`,
     rate_limit_service: { grpc_service: { envoy_grpc: { cluster_name: ENVOY_RATELIMIT_CLUSTER } }, transport_api_version: 'V3' },
     enable_x_ratelimit_headers: 'DRAFT_VERSION_03',
     response_headers_to_add: quotaHeader(key),
@@ -273,6 +279,9 @@ function globalFilter(key: string, quota: QuotaResource, stage: number): HttpFil
     configType: { case: 'typedConfig', value: anyPack(RateLimitFilterSchema, config) },
   });
 }
+
+/** How long Envoy waits for the rate limit service, ms (Envoy's default is 20 ms). */
+export const ENVOY_RATELIMIT_TIMEOUT_MS = 250;
 
 /** The rate limit service cluster: STATIC, HTTP/2 (gRPC), ENVOY_RATELIMIT_ADDRESS:ENVOY_RATELIMIT_PORT. */
 export function envoyRateLimitCluster(): Cluster {

@@ -22,6 +22,7 @@
  *   policy:                            # optional: Policy bundles are accepted only with keys (issue #6)
  *     verificationKeys: [./policy-signing.pub.pem]   # PEM public keys (SPKI) bundles must be signed by
  *   extAuthz: { address: 127.0.0.1, port: 9191 }   # optional: serve Envoy ext_authz (gRPC Check) for the namespace's Policies
+ *   rateLimitService: { address: 127.0.0.1, port: 8081 }   # optional: serve Envoy's rate limit service for the namespace's Quotas (needs quota.redis)
  *   quota:                             # optional: the store of GLOBAL quotas (issue #7, docs/quotas.md)
  *     redis:
  *       address: 127.0.0.1:6379        # one Redis; or nodes: [host:port, ...] with cluster: true (Redis Cluster)
@@ -69,6 +70,8 @@ export interface SidecarBootstrap {
   readonly policy: { readonly verificationKeys: readonly string[] };
   /** The Envoy ext_authz server (docs/envoy-authz.md); null (the default): not served. */
   readonly extAuthz: { readonly address: string; readonly port: number } | null;
+  /** Envoy's rate limit service for the namespace's Quotas (docs/envoy-ratelimit.md); null (the default): not served. */
+  readonly rateLimitService: { readonly address: string; readonly port: number } | null;
   /** Quotas (sidecar/quota/quota-bootstrap.ts): `redis` null (the default) enforces LOCAL quotas only. */
   readonly quota: QuotaBootstrap;
   /** Metrics label budget, access log and tracing (sidecar/telemetry/telemetry-config.ts); default: metrics only. */
@@ -96,6 +99,8 @@ export const BOOTSTRAP_DEFAULTS = Object.freeze({
   admin: { address: '127.0.0.1', port: 15000 },
   /** Where Envoys' ext_authz cluster looks (control/translate/envoy-authz.ts ENVOY_AUTHZ_ADDRESS/PORT). */
   extAuthz: { address: '127.0.0.1', port: 9191 },
+  /** Where Envoys' palisade_ratelimit cluster looks (control/translate/envoy-ratelimit.ts ENVOY_RATELIMIT_ADDRESS/PORT). */
+  rateLimitService: { address: '127.0.0.1', port: 8081 },
 });
 
 /** The bootstrap file is missing, malformed or invalid; the message lists every problem. */
@@ -141,7 +146,7 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
   const errors: string[] = [];
   const report = (path: string, msg: string) => errors.push(`${path}: ${msg}`);
   if (!isObj(doc)) return { valid: false, errors: [`the bootstrap must be a mapping, got ${show(doc)}`] };
-  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin', 'identity', 'policy', 'extAuthz', 'quota', 'telemetry', 'overload'], report);
+  only(doc, '', ['node', 'controlPlane', 'inbound', 'workload', 'outbound', 'admin', 'identity', 'policy', 'extAuthz', 'rateLimitService', 'quota', 'telemetry', 'overload'], report);
 
   const node = section(doc, 'node', report, true);
   only(node, 'node', ['id', 'service', 'namespace', 'serviceAccount', 'labels', 'locality'], report);
@@ -240,11 +245,23 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
   }
 
   const quota = parseQuotaBootstrap(doc.quota, report);
+  let rateLimitService: { address: string; port: number } | null = null;
+  if (doc.rateLimitService !== undefined) {
+    const rl = section(doc, 'rateLimitService', report, false);
+    only(rl, 'rateLimitService', ['address', 'port'], report);
+    rateLimitService = {
+      address: ip(rl, 'rateLimitService.address', 'address', report) ?? BOOTSTRAP_DEFAULTS.rateLimitService.address,
+      port: port(rl, 'rateLimitService.port', report) ?? BOOTSTRAP_DEFAULTS.rateLimitService.port,
+    };
+    // Envoy sends it GLOBAL Quotas only: their buckets are in the quota store.
+    if (quota.redis === null && !(isObj(doc.quota) && doc.quota.redis !== undefined)) report('rateLimitService', 'needs quota.redis (the store of the GLOBAL Quotas it judges by); configure quota.redis or remove rateLimitService');
+  }
   const telemetry = parseTelemetryConfig(doc.telemetry, report);
   const overload = parseOverloadConfig(doc.overload, report);
 
   const ports: (readonly [string, number])[] = [['inbound.port', inbound.port], ['outbound.port', outbound.port], ['admin.port', admin.port]];
   if (extAuthz !== null) ports.push(['extAuthz.port', extAuthz.port]);
+  if (rateLimitService !== null) ports.push(['rateLimitService.port', rateLimitService.port]);
   for (let i = 0; i < ports.length; i++) {
     for (let j = i + 1; j < ports.length; j++) {
       if (ports[i]![1] !== 0 && ports[i]![1] === ports[j]![1]) report(ports[j]![0], `must differ from ${ports[i]![0]} (both ${ports[i]![1]})`);
@@ -264,6 +281,7 @@ export function parseBootstrap(doc: unknown): { valid: true; result: SidecarBoot
       identity,
       policy: { verificationKeys },
       extAuthz,
+      rateLimitService,
       quota,
       telemetry,
       overload,

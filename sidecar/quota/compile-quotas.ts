@@ -9,7 +9,7 @@
  * every counter; a changed limit starts with fresh buckets (LOCAL) or the same Redis keys
  * under its new rules (GLOBAL).
  */
-import { Quota_FailureMode, Quota_Scope, type Quota } from '../../xds/gen/palisade/v1/quota_pb.js';
+import { Quota_FailureMode, Quota_Scope, type Quota, type RequestAttribute } from '../../xds/gen/palisade/v1/quota_pb.js';
 import { pathOnly } from '../authz/request-description.ts';
 import type { DownstreamRequest } from '../listeners/http-listener.ts';
 import { LimitBuckets, limitSignature, type LimitSpec } from './limit-buckets.ts';
@@ -53,6 +53,8 @@ export interface CompiledQuota {
   /** Route matchers in order; null: the quota names no routes (every request is route "default"). */
   readonly routes: readonly { readonly name: string; readonly prefix: string; readonly methods: ReadonlySet<string> | null }[] | null;
   readonly keys: readonly string[];
+  /** Per descriptor, where its value is read (the attribute's source), e.g. 'header', 'remoteAddress'. */
+  readonly sources: readonly NonNullable<RequestAttribute['source']['case']>[];
   readonly readers: readonly AttributeReader[];
   readonly defaults: readonly string[];
   readonly limits: readonly CompiledLimit[];
@@ -98,16 +100,17 @@ export function matchLimit(q: CompiledQuota, values: readonly string[]): Compile
 }
 
 /**
- * Compiles the validated Quotas that select `service` in `namespace`. `previous` lends its
+ * Compiles the validated Quotas that select `service` in `namespace` (with `all`: every Quota
+ * of `namespace`, selecting it or not, as the rate limit service needs). `previous` lends its
  * buckets (and counters) to unchanged limits. Throws for a GLOBAL quota without a store (the
  * validator NACKs those first).
  */
-export function compileQuotas(resources: Iterable<Quota>, o: { service: string; namespace: string; store: RedisStore | null; previous: QuotaConfig }): QuotaConfig {
+export function compileQuotas(resources: Iterable<Quota>, o: { service: string; namespace: string; store: RedisStore | null; previous: QuotaConfig; all?: boolean }): QuotaConfig {
   const kept = new Map<string, CompiledLimit>();
   for (const q of o.previous.quotas) for (const l of q.limits) kept.set(`${q.name}\u0000${l.name}\u0000${l.buckets.signature}`, l);
   const quotas: CompiledQuota[] = [];
   for (const q of [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    if (!quotaSelects(q, o.service, o.namespace)) continue;
+    if (o.all === true ? !q.name.startsWith(`${o.namespace}/`) : !quotaSelects(q, o.service, o.namespace)) continue;
     const global = q.scope === Quota_Scope.GLOBAL;
     const keys = q.descriptors.map((d) => d.key);
     const limits = q.limits.map((l): CompiledLimit => {
@@ -137,7 +140,7 @@ export function compileQuotas(resources: Iterable<Quota>, o: { service: string; 
     quotas.push(Object.freeze({
       name: q.name, global, shadow: q.shadow, failClosed: q.failureMode === Quota_FailureMode.FAIL_CLOSED,
       routes: q.routes.length === 0 ? null : q.routes.map((r) => Object.freeze({ name: r.name, prefix: r.pathPrefix, methods: r.methods.length === 0 ? null : new Set(r.methods) })),
-      keys: Object.freeze(keys), readers: Object.freeze(q.descriptors.map((d) => compileAttribute(d.value!))), defaults: Object.freeze(q.descriptors.map((d) => d.defaultValue)),
+      keys: Object.freeze(keys), sources: Object.freeze(q.descriptors.map((d) => d.value!.source.case!)), readers: Object.freeze(q.descriptors.map((d) => compileAttribute(d.value!))), defaults: Object.freeze(q.descriptors.map((d) => d.defaultValue)),
       limits: Object.freeze(limits), priority,
     }));
   }

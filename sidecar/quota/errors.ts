@@ -12,3 +12,14 @@ export class QuotaStoreError extends PalisadeError {
     super('PAL_ERR_SIDECAR_QUOTA_STORE', message, options);
   }
 }
+
+/**
+ * A ShouldRateLimit call to the sidecar's rate limit service (bootstrap rateLimitService) was
+ * malformed: no domain, no descriptors, a descriptor without entries, or a hits_addend over
+ * 10^9. The call fails INVALID_ARGUMENT with this message (field and value named).
+ */
+export class RateLimitRequestError extends PalisadeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PAL_ERR_SIDECAR_RLS_INVALID_REQUEST', message, options);
+  }
+}

@@ -85,9 +85,9 @@ export class LimitBuckets {
     }
   }
 
-  /** Takes one token from the bucket `key`. Never rejects. */
-  consume(key: string): Promise<BucketOutcome> {
-    return this.#limiter.consume(key).then(
+  /** Takes `points` tokens (default one) from the bucket `key`. Never rejects. */
+  consume(key: string, points = 1): Promise<BucketOutcome> {
+    return this.#limiter.consume(key, points).then(
       (r) => ({ kind: 'ok', remaining: r.remainingPoints, resetSeconds: seconds(r.msBeforeNext), fallback: false }),
       (r: unknown) => r instanceof RateLimiterRes
         ? { kind: 'over', remaining: 0, resetSeconds: Math.max(1, seconds(r.msBeforeNext)), fallback: false }
@@ -96,10 +96,10 @@ export class LimitBuckets {
   }
 
   /** The local fallback bucket of a GLOBAL limit (FAIL_OPEN while Redis is unreachable). */
-  consumeFallback(key: string): Promise<BucketOutcome> {
+  consumeFallback(key: string, points = 1): Promise<BucketOutcome> {
     const fb = this.#fallback;
-    if (fb === null) return this.consume(key);
-    return fb.consume(key).then(
+    if (fb === null) return this.consume(key, points);
+    return fb.consume(key, points).then(
       (r) => ({ kind: 'ok', remaining: r.remainingPoints, resetSeconds: seconds(r.msBeforeNext), fallback: true }),
       (r: unknown) => r instanceof RateLimiterRes
         ? { kind: 'over', remaining: 0, resetSeconds: Math.max(1, seconds(r.msBeforeNext)), fallback: true }

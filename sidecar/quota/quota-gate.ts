@@ -33,6 +33,7 @@ import { compileQuotas, EMPTY_QUOTAS, matchLimit, matchRoute, type CompiledLimit
 import type { BucketOutcome } from './limit-buckets.ts';
 import { rateLimitHeaders, type HeaderFacts } from './rate-limit-headers.ts';
 import type { RedisStore } from './redis-store.ts';
+import { quotaSelects } from './quota-validator.ts';
 import { bucketKey } from './request-attribute.ts';
 
 /** At most one "would refuse" log line per shadow limit per this many ms. */
@@ -48,6 +49,12 @@ export interface QuotaGateOptions {
   readonly store?: RedisStore | null;
   /** The overload pressure, 0..100 (the overload manager); default: always 0 (nothing shed). */
   readonly pressure?: () => number;
+  /**
+   * True: also keep every pushed Quota of the namespace compiled, selecting this workload or
+   * not (namespaceConfig), for the rate limit service (rls-server.ts). The quotas in force
+   * are then the selecting subset of it: the gate and the service share buckets and counters.
+   */
+  readonly namespaceQuotas?: boolean;
 }
 
 /** One bucket a request takes a token from. */
@@ -81,6 +88,8 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
   readonly #pressure: () => number;
   #store: RedisStore | null;
   #config: QuotaConfig = EMPTY_QUOTAS;
+  /** Every pushed Quota of the namespace (namespaceQuotas); null when not kept. */
+  #namespaceConfig: QuotaConfig | null;
   #ready = false;
   #closed = false;
   #applies = 0;
@@ -99,6 +108,7 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
     this.#log = options.logger;
     this.#pressure = options.pressure ?? (() => 0);
     this.#store = options.store ?? null;
+    this.#namespaceConfig = options.namespaceQuotas === true ? EMPTY_QUOTAS : null;
   }
 
   /** Sets the quota store before the first push (the sidecar connects it in start()). */
@@ -115,11 +125,21 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
     return this.#config;
   }
 
+  /** Every pushed Quota of the namespace, compiled (constructed with namespaceQuotas); else null. */
+  get namespaceConfig(): QuotaConfig | null {
+    return this.#namespaceConfig;
+  }
+
   /** A new accepted Quota state (every Quota of the namespace): those selecting this workload are in force for the next request. */
   apply(quotas: readonly Quota[]): void {
     if (this.#closed) return;
     try {
-      this.#config = compileQuotas(quotas, { service: this.#service, namespace: this.#namespace, store: this.#store, previous: this.#config });
+      if (this.#namespaceConfig !== null) {
+        const all = compileQuotas(quotas, { service: this.#service, namespace: this.#namespace, store: this.#store, previous: this.#namespaceConfig, all: true });
+        const selected = new Set(quotas.filter((q) => quotaSelects(q, this.#service, this.#namespace)).map((q) => q.name));
+        this.#namespaceConfig = all;
+        this.#config = Object.freeze({ quotas: Object.freeze(all.quotas.filter((q) => selected.has(q.name))) });
+      } else this.#config = compileQuotas(quotas, { service: this.#service, namespace: this.#namespace, store: this.#store, previous: this.#config });
       this.#applies++;
       this.#log.info({ quotas: this.#config.quotas.map((q) => q.name) }, 'quotas in force');
     } catch (err) {
@@ -315,6 +335,7 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
   close(): void {
     this.#closed = true;
     this.#config = EMPTY_QUOTAS;
+    if (this.#namespaceConfig !== null) this.#namespaceConfig = EMPTY_QUOTAS;
   }
 }
 

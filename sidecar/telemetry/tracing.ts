@@ -16,7 +16,7 @@
  * process). Without the bootstrap's `tracing` section no Tracer exists at all: no span
  * objects, and traceparent/tracestate pass through as the client sent them.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, defaultTextMapGetter, defaultTextMapSetter, type Span, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, defaultTextMapSetter, type Span, type Tracer } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -25,7 +25,7 @@ import { ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_
 import type { DownstreamRequest } from '../listeners/http-listener.ts';
 import type { TracingConfig } from './telemetry-config.ts';
 import type { RequestRecord } from './request-record.ts';
-import { setTraceHeaders } from './trace-headers.ts';
+import { parentContextOf, setTraceHeaders } from './trace-headers.ts';
 
 /** How long one OTLP export may take, ms. */
 export const EXPORT_TIMEOUT_MS = 5000;
@@ -61,7 +61,8 @@ export class RequestTracer {
    * trace headers the upstream request will carry.
    */
   start(req: DownstreamRequest, listener: string, method: string, path: string, authority: string): Span {
-    const parent = this.#propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
+    // W3C rules, stricter than the propagator's extract (trace-headers.ts).
+    const parent = parentContextOf(req.headers);
     const span = this.#tracer.startSpan(`${listener} ${method}`, {
       kind: listener === 'inbound' ? SpanKind.SERVER : SpanKind.CLIENT,
       attributes: {

@@ -7,7 +7,7 @@
  * `go build` and driven over stdin/stdout: `calls N` answers one JSON line of counts per
  * backend name, `{"error": "..."}` on failure. Go is required: without it the suite fails.
  */
-import { execFile, spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -17,10 +17,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoServer, type EchoServer } from '../helpers/echo-server.ts';
 import { startControlPlane, type TestControlPlane } from '../helpers/control-plane.ts';
 import type { ProxyRecord } from '../../control/inventory/inventory.ts';
+import { GO_BUILD_TIMEOUT_MS, goBuild, requireGo } from '../helpers/go-build.ts';
 
 const MODULE_DIR = join(dirname(fileURLToPath(import.meta.url)), 'grpc-go');
 const NODE_ID = 'grpc-go-interop';
-const BUILD_TIMEOUT_MS = 300_000;
 /** One `calls 400` batch: sequential loopback calls take well under a second. */
 const COMMAND_TIMEOUT_MS = 30_000;
 const XDS_TYPES = ['LDS', 'RDS', 'CDS', 'EDS'] as const;
@@ -38,20 +38,6 @@ spec:
 `;
 }
 
-/** Fails (never skips) when Go is missing: CI machines have it and this suite must run. */
-function requireGo(): void {
-  const r = spawnSync('go', ['version'], { encoding: 'utf8', timeout: 10_000 });
-  if (r.error || r.status !== 0) {
-    throw new Error(`grpc-go interop needs the Go toolchain on PATH (go version failed: ${r.error?.message ?? r.stderr.trim()}); install Go >= 1.26`);
-  }
-}
-
-function goBuild(out: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('go', ['build', '-buildvcs=false', '-o', out, '.'], { cwd: MODULE_DIR, timeout: BUILD_TIMEOUT_MS, maxBuffer: 16 << 20 },
-      (err, _stdout, stderr) => (err ? reject(new Error(`go build in ${MODULE_DIR} failed: ${err.message}\n${stderr}`)) : resolve()));
-  });
-}
 
 /** The Go client process: one command in, one JSON line out. */
 class GoClient {
@@ -140,17 +126,17 @@ beforeAll(async () => {
   } catch (err) {
     setupError = err;
   }
-}, BUILD_TIMEOUT_MS + 30_000);
+}, GO_BUILD_TIMEOUT_MS + 30_000);
 
 function ready(): void {
   if (setupError !== undefined) throw setupError;
 }
 
 async function setUp(): Promise<void> {
-  requireGo();
+  requireGo('grpc-go interop');
   binDir = await mkdtemp(join(tmpdir(), 'palisade-grpc-go-'));
   const bin = join(binDir, 'grpc-go-interop');
-  await goBuild(bin);
+  await goBuild(MODULE_DIR, bin);
   a = await startEchoServer('a');
   b = await startEchoServer('b');
   cp = await startControlPlane({ 'echo.yaml': serviceYaml(a, b, 3, 1) });

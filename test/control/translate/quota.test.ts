@@ -260,6 +260,8 @@ describe('Quota → Envoy rate limit filters on inbound_15006', () => {
       enableXRatelimitHeaders: 'DRAFT_VERSION_03',
       responseHeadersToAdd: [{ header: { key: 'x-palisade-quota', value: 'shop/global' }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
       statPrefix: 'palisade_quota.shop.global',
+      statusOnError: { code: 'TooManyRequests' },
+      timeout: '0.250s',
     });
     expect(routeOf(hcm).rateLimits.map((r) => toJson(RateLimitSchema, r))).toEqual([
       { stage: 0, actions: [{ remoteAddress: {} }, { requestHeaders: { headerName: ':method', descriptorKey: 'verb' } }] },

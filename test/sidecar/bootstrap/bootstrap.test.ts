@@ -39,7 +39,7 @@ describe('sidecar bootstrap', () => {
     [{ ...MINIMAL, policy: { verificationKeys: [] } }, 'policy.verificationKeys: must be a non-empty list of PEM public key files, got []'],
     [{ ...MINIMAL, policy: { verificationKeys: [7] } }, 'policy.verificationKeys[0]: must be a file path, got 7'],
     [{ ...MINIMAL, policy: { keys: ['a.pem'] } }, 'policy.keys: unknown field; known fields: verificationKeys'],
-    [{ ...MINIMAL, outbund: {} }, 'outbund: unknown field; known fields: node, controlPlane, inbound, workload, outbound, admin, identity, policy, extAuthz, quota, telemetry, overload'],
+    [{ ...MINIMAL, outbund: {} }, 'outbund: unknown field; known fields: node, controlPlane, inbound, workload, outbound, admin, identity, policy, extAuthz, rateLimitService, quota, telemetry, overload'],
     [{ ...MINIMAL, node: { service: 'web', labels: { version: 2 } } }, 'node.labels.version: must be a label value (string, up to 63 of [A-Za-z0-9-_.]), got 2'],
     [{ ...MINIMAL, controlPlane: { address: '127.0.0.1:0' } }, 'controlPlane.address: must be host:port with a port 1..65535, got "127.0.0.1:0"'],
     [{ ...MINIMAL, extAuthz: { address: 'localhost' } }, 'extAuthz.address: must be an IPv4 or IPv6 address, got "localhost"'],
