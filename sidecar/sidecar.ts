@@ -194,8 +194,17 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       clusters: () => [...this.clusters.stats(), this.#inboundCluster.stats()],
       policies: () => (this.#authz.stats() as { policies: Record<string, PolicyStatsView> }).policies,
       certificateNotAfter: () => this.#tls?.identity.notAfter ?? null,
-      xds: () => (this.#xds?.stats(null) ?? null) as XdsStatsView | null,
+      xds: () => {
+        const stats = this.#xds?.stats(null) as Omit<XdsStatsView, 'versions'> | undefined;
+        if (stats === undefined) return null;
+        const current = this.store.current;
+        if (current === null) return stats;
+        const versions: Record<string, string> = { snapshot: current.version };
+        for (const [kind, v] of Object.entries(current.versions)) versions[kind] = v.version;
+        return { ...stats, versions };
+      },
       lastConfigUpdate: () => this.#lastSwapAt,
+      quotaDecisions: () => this.#quotas.decisions(),
     });
     this.#outboundHandler = this.telemetry.wrap('outbound', (req, res) => {
       this.usage.stamp(req.headers, factsOf(req));
@@ -257,15 +266,15 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     };
     this.#authz.on('applied', readyCheck);
     this.#quotas.on('applied', readyCheck);
-    this.#inboundUpgrade = (req, socket, head, respond) => this.#authz.gateUpgrade(req, socket, respond,
-      () => this.#quotas.gateUpgrade(req, socket, respond, () => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond)));
+    this.#inboundUpgrade = this.telemetry.wrapUpgrade('inbound', (req, socket, head, respond) => this.#authz.gateUpgrade(req, socket, respond,
+      () => this.#quotas.gateUpgrade(req, socket, respond, () => inboundUpgrader.upgrade(req, socket, head, this.#inboundTable, INBOUND_UPGRADE_TYPES, respond))));
     this.#wireInbound(this.#inbound);
     const outboundUpgrader = createUpgrader({ getCluster: (name) => this.clusters.get(name) });
-    this.#outboundUpgrade = (req, socket, head, respond) => {
+    this.#outboundUpgrade = this.telemetry.wrapUpgrade('outbound', (req, socket, head, respond) => {
       const table = this.#ready ? this.#outboundTable : undefined;
       if (table === undefined) refuseUpgrade(socket, respond, 503, this.#ready ? 'no route configuration' : 'not ready');
       else outboundUpgrader.upgrade(req, socket, head, table, this.#outboundUpgrades, respond);
-    };
+    });
     this.#outbound.setUpgradeHandler(this.#outboundUpgrade);
     this.#outbound.setConnectionGate(this.#connectionGate);
     this.#admin.setHandler(adminHandler({
@@ -279,6 +288,8 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
     // Registered here, not in start(): a worker may be configured before it binds.
     this.store.on('swap', (next) => {
       this.#lastSwapAt = Date.now();
+      // Renamed or removed clusters: their metric series go, and their room in the label budgets comes back.
+      this.telemetry.metrics.retainClusters((c) => next.clusterConfigs.has(c) || c === inboundName);
       this.#onSwap(next);
     });
   }
@@ -588,6 +599,7 @@ export class Sidecar extends EventEmitter<SidecarEvents> {
       usage: { ...this.usage.stats(), reporter: this.loadReporter.stats() },
       overload: this.#overload?.stats() ?? null,
       fault: this.#outboundForwarder.faultStats(),
+      accessLog: this.telemetry.accessLog === null ? null : { dropped: this.telemetry.accessLog.dropped },
       ...(this.#extAuthz !== null ? { extAuthz: this.#extAuthz.stats() } : {}),
       ...(this.#rateLimitService !== null ? { rateLimitService: this.#rateLimitService.stats() } : {}),
     };

@@ -81,6 +81,12 @@ function isGrpc(contentType: string | string[] | undefined): boolean {
   return contentType.length === 16 || contentType.charCodeAt(16) === 43 /* + */;
 }
 
+/** Whether the response is over (closed or destroyed): its 'close' has fired or never will. */
+function isOver(res: DownstreamResponse): boolean {
+  const r = res as { destroyed?: boolean; closed?: boolean; stream?: { destroyed: boolean } };
+  return r.destroyed === true || r.closed === true || r.stream?.destroyed === true;
+}
+
 export interface FaultInjectorOptions {
   /** [0, 1); the percentage rolls. Default Math.random. */
   readonly random?: () => number;
@@ -146,6 +152,8 @@ export class FaultInjector {
   /** Takes a fault slot until the response is over; false (overflow) when none is free. */
   #acquire(fault: CompiledFault, res: DownstreamResponse): boolean {
     const s = this.#stats;
+    // Already over: 'close' has fired (or never will), so a slot taken now would never come back.
+    if (isOver(res)) return false;
     if (s.active >= fault.maxActiveFaults) {
       s.overflow++;
       return false;
@@ -168,9 +176,10 @@ export class FaultInjector {
   }
 
   #abort(fault: CompiledFault, req: DownstreamRequest, res: DownstreamResponse): void {
+    // Nothing to inject into (the response started or is over): neither counted nor flagged.
+    if (res.headersSent || isOver(res)) return;
     this.#stats.abortsInjected++;
     flag(req, 'FI');
-    if (res.headersSent) return;
     if (isGrpc(req.headers['content-type'])) {
       const code = fault.abortGrpcStatus >= 0 ? fault.abortGrpcStatus : httpToGrpcStatus(fault.abortHttpStatus);
       // Headers set, not written: end() then sends them as one HEADERS frame with END_STREAM on

@@ -144,6 +144,8 @@ class Attempt implements Dispatcher.DispatchHandler {
     }
     if (this.cancelled) return;
     const res = this.x.res;
+    const facts = this.x.facts;
+    if (facts !== null) facts.bytesSent += chunk.length;
     if (!res.write(chunk)) {
       ctl.pause();
       res.once('drain', (this.#resume ??= () => ctl.resume()));
@@ -335,6 +337,7 @@ export class Exchange {
     this.releaseRetrySlot();
     if (this.retriesDone > 0 && this.retry !== null && shouldRetry(this.retry, status)) this.flag('URX');
     this.replay?.stopBuffering();
+    if (this.facts !== null) this.facts.bytesSent = 0;
     this.res.writeHead(status, responseHeaders(headers));
     return true;
   }

@@ -1,5 +1,6 @@
 /** The sidecar's own short text answers (404 no route, 503 no healthy upstream, 504 …). */
 import type { ServerResponse } from 'node:http';
+import { factsOf } from '../telemetry/request-facts.ts';
 
 export const TEXT_PLAIN = 'text/plain';
 
@@ -17,6 +18,9 @@ export function localReply(res: ServerResponse, status: number, body: string): v
     res.destroy();
     return;
   }
-  res.writeHead(status, { 'content-type': TEXT_PLAIN, 'content-length': Buffer.byteLength(body) });
+  const bytes = Buffer.byteLength(body);
+  const facts = res.req === undefined ? undefined : factsOf(res.req);
+  if (facts !== undefined) facts.bytesSent = res.req.method === 'HEAD' ? 0 : bytes;
+  res.writeHead(status, { 'content-type': TEXT_PLAIN, 'content-length': bytes });
   res.end(body);
 }

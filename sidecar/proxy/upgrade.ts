@@ -40,6 +40,7 @@ import { routeToCluster } from './route-target.ts';
 import { upstreamHeaders } from './upstream-headers.ts';
 import { responseHeaders } from './hop-by-hop.ts';
 import { UPSTREAM_CONNECT_FAILURE, UPSTREAM_RESET } from './local-reply.ts';
+import { factsOfSocket } from '../telemetry/request-facts.ts';
 
 /** What the inbound listener lets through to the workload, as Istio's inbound HttpConnectionManager. */
 export const INBOUND_UPGRADE_TYPES: readonly string[] = ['websocket'];
@@ -94,6 +95,8 @@ function localReply(socket: Duplex, respond: (status: number) => void, status: n
   if (bytes > 0) headers.push(['content-type', 'text/plain']);
   headers.push(['content-length', String(bytes)], ['connection', 'close']);
   if (socket.destroyed) return;
+  const facts = factsOfSocket(socket);
+  if (facts !== undefined) facts.bytesSent = bytes;
   socket.write(head(status, headers));
   if (body !== null && bytes > 0) socket.write(body);
   endAndLinger(socket);
@@ -173,6 +176,13 @@ class UpgradeExchange {
     this.host = host;
     this.route = route;
     this.respond = respond;
+    const facts = factsOfSocket(down);
+    if (facts !== undefined) {
+      if (route.name !== '') facts.route = route.name;
+      facts.cluster = cluster.config.name;
+      facts.upstreamHost = host.key;
+      facts.attempts = 1;
+    }
     const headers = upstreamHeaders(req, authority, route.hostRewriteLiteral);
     headers.push('connection', 'Upgrade', 'upgrade', req.headers.upgrade ?? type);
     const connectTimeoutMs = cluster.config.connectTimeoutMs;
@@ -235,6 +245,14 @@ class UpgradeExchange {
     this.result = 101;
     this.up = up;
     const down = this.down;
+    // Telemetry: the bytes relayed each way (a field increment per chunk).
+    const facts = factsOfSocket(down);
+    if (facts !== undefined) {
+      facts.bytesSent = upHead.length;
+      facts.bytesReceived = this.first.length;
+      up.on('data', (c: Buffer) => (facts.bytesSent += c.length));
+      down.on('data', (c: Buffer) => (facts.bytesReceived += c.length));
+    }
     up.on('error', () => this.destroyBoth());
     up.once('close', () => {
       this.upClosed = true;

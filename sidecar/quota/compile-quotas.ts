@@ -12,10 +12,11 @@
 import { Quota_FailureMode, Quota_Scope, type Quota, type RequestAttribute } from '../../xds/gen/palisade/v1/quota_pb.js';
 import { pathOnly } from '../authz/request-description.ts';
 import type { DownstreamRequest } from '../listeners/http-listener.ts';
-import { LimitBuckets, limitSignature, type LimitSpec } from './limit-buckets.ts';
+import type { Logger } from 'pino';
+import { LimitBuckets, limitSignature, MAX_LOCAL_BUCKETS_PER_LIMIT, type LimitSpec } from './limit-buckets.ts';
 import { policyItem } from './rate-limit-headers.ts';
 import { quotaSelects } from './quota-validator.ts';
-import { compileAttribute, type AttributeReader } from './request-attribute.ts';
+import { compileAttribute, overflowKey, type AttributeReader } from './request-attribute.ts';
 import type { RedisStore } from './redis-store.ts';
 
 /** Counters of one limit, for /stats (kept across pushes with its buckets). */
@@ -25,13 +26,21 @@ export interface LimitCounters {
   shadowLimited: number;
   storeErrors: number;
   fallbackUsed: number;
+  /** Requests counted in the overflow bucket: their descriptor value found the limit at MAX_LOCAL_BUCKETS_PER_LIMIT live buckets. */
+  overflowed: number;
 }
 
 export interface CompiledLimit {
   readonly name: string;
+  /** `<quota short name>.<limit>`: the limit's item name in RateLimit-Policy / RateLimit (unique on a sidecar, stable). */
+  readonly label: string;
+  /** The bucket of requests whose new descriptor value finds no room (LimitBuckets.hasRoom). */
+  readonly overflowKey: string;
   /** (descriptor index, required value) pairs: all must hold for the limit to apply. */
   readonly match: readonly (readonly [number, string])[];
   readonly tokens: number;
+  /** What one window can admit, `tokens + burst`: the policy's `q` and x-ratelimit-limit. */
+  readonly windowQuota: number;
   readonly intervalSeconds: number;
   /** The RateLimit-Policy item, built once. */
   readonly policy: string;
@@ -105,7 +114,7 @@ export function matchLimit(q: CompiledQuota, values: readonly string[]): Compile
  * buckets (and counters) to unchanged limits. Throws for a GLOBAL quota without a store (the
  * validator NACKs those first).
  */
-export function compileQuotas(resources: Iterable<Quota>, o: { service: string; namespace: string; store: RedisStore | null; previous: QuotaConfig; all?: boolean }): QuotaConfig {
+export function compileQuotas(resources: Iterable<Quota>, o: { service: string; namespace: string; store: RedisStore | null; previous: QuotaConfig; all?: boolean; maxLocalBuckets?: number }): QuotaConfig {
   const kept = new Map<string, CompiledLimit>();
   for (const q of o.previous.quotas) for (const l of q.limits) kept.set(`${q.name}\u0000${l.name}\u0000${l.buckets.signature}`, l);
   const quotas: CompiledQuota[] = [];
@@ -120,11 +129,15 @@ export function compileQuotas(resources: Iterable<Quota>, o: { service: string; 
         fallbackTokens: l.fallbackTokens === 0n ? tokens : Number(l.fallbackTokens), scope: global ? 'GLOBAL' : 'LOCAL',
       };
       const prev = kept.get(`${q.name}\u0000${l.name}\u0000${limitSignature(spec)}`);
-      const buckets = prev?.buckets ?? new LimitBuckets(spec, o.store);
-      const counters = prev?.counters ?? { allowed: 0, limited: 0, shadowLimited: 0, storeErrors: 0, fallbackUsed: 0 };
+      const buckets = prev?.buckets ?? new LimitBuckets(spec, o.store, o.maxLocalBuckets ?? MAX_LOCAL_BUCKETS_PER_LIMIT);
+      const counters = prev?.counters ?? { allowed: 0, limited: 0, shadowLimited: 0, storeErrors: 0, fallbackUsed: 0, overflowed: 0 };
       const match = Object.freeze(Object.entries(l.match).map(([k, v]) => Object.freeze([keys.indexOf(k), v] as const)));
       // Frozen but for its counters, which count.
-      return Object.freeze({ name: l.name, match, tokens, intervalSeconds: spec.intervalSeconds, policy: policyItem(l.name, tokens, spec.intervalSeconds), buckets, counters });
+      const label = `${q.name.slice(q.name.indexOf('/') + 1)}.${l.name}`;
+      return Object.freeze({
+        name: l.name, label, overflowKey: overflowKey(q.name, l.name, keys), match, tokens, windowQuota: tokens + spec.burst, intervalSeconds: spec.intervalSeconds,
+        policy: policyItem(label, tokens + spec.burst, spec.intervalSeconds), buckets, counters,
+      });
     });
     let priority: CompiledQuota['priority'] = null;
     if (q.priorityAttribute !== undefined && q.priorityClasses.length > 0) {
@@ -145,4 +158,28 @@ export function compileQuotas(resources: Iterable<Quota>, o: { service: string; 
     }));
   }
   return Object.freeze({ quotas: Object.freeze(quotas) });
+}
+
+/** At most one "buckets full" log line per limit per this many ms. */
+export const OVERFLOW_LOG_INTERVAL_MS = 10_000;
+
+const overflowLogged = new WeakMap<LimitCounters, number>();
+
+/**
+ * The bucket a request takes from: `key`, or the limit's overflow bucket when `key` has no
+ * live in-process bucket and the limit has no room for another (LimitBuckets.hasRoom; asked
+ * for LOCAL buckets and GLOBAL fallback buckets). An overflow is counted (`overflowed`) and
+ * logged at most once per limit per OVERFLOW_LOG_INTERVAL_MS.
+ */
+export function bucketWithRoom(quota: CompiledQuota, limit: CompiledLimit, key: string, log: Logger): string {
+  if (limit.buckets.hasRoom(key)) return key;
+  const c = limit.counters;
+  c.overflowed++;
+  const now = Date.now();
+  const last = overflowLogged.get(c);
+  if (last === undefined || now - last >= OVERFLOW_LOG_INTERVAL_MS) {
+    overflowLogged.set(c, now);
+    log.warn({ quota: quota.name, limit: limit.name, buckets: limit.buckets.size, overflowed: c.overflowed }, 'quota limit has too many live buckets: requests with new descriptor values share its overflow bucket');
+  }
+  return limit.overflowKey;
 }

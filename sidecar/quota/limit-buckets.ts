@@ -32,6 +32,34 @@ import type { RedisStore } from './redis-store.ts';
 /** The burst reserve refills once per this many intervals. */
 export const BURST_WINDOW_INTERVALS = 10;
 
+/**
+ * Live LOCAL buckets per limit (and per GLOBAL limit's fallback buckets) past which requests
+ * with a descriptor value that has no bucket yet share the limit's overflow bucket (see
+ * hasRoom). rate-limiter-flexible's memory store keeps a record and a timer per bucket until
+ * its window closes; this bounds both.
+ */
+export const MAX_LOCAL_BUCKETS_PER_LIMIT = 100_000;
+
+/**
+ * rate-limiter-flexible's RateLimiterMemory record store (lib/component/MemoryStorage): one Map
+ * entry (and timer) per live key; incrby is synchronous (RateLimiterMemory.consume wraps it in
+ * a promise).
+ */
+interface MemoryStorage {
+  readonly _storage?: Map<string, unknown>;
+  incrby?(key: string, value: number, durationSeconds: number): { consumedPoints: number; msBeforeNext: number };
+}
+
+function storageOf(limiter: RateLimiterMemory): Required<MemoryStorage> {
+  const m = (limiter as unknown as { _memoryStorage?: MemoryStorage })._memoryStorage;
+  if (!(m?._storage instanceof Map) || typeof m.incrby !== 'function') {
+    throw new Error('rate-limiter-flexible RateLimiterMemory no longer keeps its records in _memoryStorage (_storage, incrby); update limit-buckets.ts');
+  }
+  return m as Required<MemoryStorage>;
+}
+
+const recordsOf = (limiter: RateLimiterMemory) => storageOf(limiter)._storage;
+
 export interface LimitSpec {
   readonly tokens: number;
   /** Whole seconds, 1..86400. */
@@ -62,9 +90,15 @@ export class LimitBuckets {
   readonly signature: string;
   readonly #limiter: Limiter;
   readonly #fallback: RateLimiterMemory | null;
+  /** The live records of the in-process counters the cap applies to (LOCAL: main then burst; GLOBAL: the fallback's). */
+  readonly #records: readonly Map<string, unknown>[];
+  readonly #maxBuckets: number;
+  /** LOCAL without burst: the main counters' store, counted synchronously (takeNow); else null. */
+  readonly #now: Required<MemoryStorage> | null;
 
-  constructor(spec: LimitSpec, store: RedisStore | null) {
+  constructor(spec: LimitSpec, store: RedisStore | null, maxBuckets = MAX_LOCAL_BUCKETS_PER_LIMIT) {
     this.spec = spec;
+    this.#maxBuckets = maxBuckets;
     this.signature = limitSignature(spec);
     const { tokens, intervalSeconds: duration, burst } = spec;
     const burstDuration = duration * BURST_WINDOW_INTERVALS;
@@ -78,11 +112,52 @@ export class LimitBuckets {
         ? new BurstyRateLimiter(main, new RateLimiterRedis({ ...common, points: burst, duration: burstDuration, keyPrefix: `${prefix}:burst` }))
         : main;
       this.#fallback = new RateLimiterMemory({ points: spec.fallbackTokens, duration, keyPrefix: '' });
+      this.#records = [recordsOf(this.#fallback)];
+      this.#now = null;
     } else {
       const main = new RateLimiterMemory({ points: tokens, duration, keyPrefix: '' });
-      this.#limiter = burst > 0 ? new BurstyRateLimiter(main, new RateLimiterMemory({ points: burst, duration: burstDuration, keyPrefix: '' })) : main;
+      const reserve = burst > 0 ? new RateLimiterMemory({ points: burst, duration: burstDuration, keyPrefix: '' }) : null;
+      this.#limiter = reserve !== null ? new BurstyRateLimiter(main, reserve) : main;
       this.#fallback = null;
+      this.#records = reserve !== null ? [recordsOf(main), recordsOf(reserve)] : [recordsOf(main)];
+      this.#now = reserve === null ? storageOf(main) : null;
     }
+  }
+
+  /** Live in-process buckets (LOCAL: the main counters'; GLOBAL: the fallback's). */
+  get size(): number {
+    return this.#records[0]!.size;
+  }
+
+  /**
+   * False when `key` has no live in-process bucket and the limit already has maxBuckets of
+   * them (in any of its counters): the request should take from the overflow bucket instead.
+   * GLOBAL limits always have room in Redis (keys expire with their window); only their
+   * fallback buckets are capped, and only while the store is down (consumeFallback's caller
+   * asks).
+   */
+  hasRoom(key: string): boolean {
+    for (const r of this.#records) if (!r.has(key) && r.size >= this.#maxBuckets) return false;
+    return true;
+  }
+
+  /** True when takeNow answers (LOCAL without burst). */
+  get answersNow(): boolean {
+    return this.#now !== null;
+  }
+
+  /**
+   * consume(), answered synchronously when it can be (LOCAL without burst: what
+   * RateLimiterMemory.consume does inside its promise, with no blockDuration or execEvenly);
+   * null otherwise (then call consume()).
+   */
+  takeNow(key: string, points = 1): Exclude<BucketOutcome, { kind: 'store-error' }> | null {
+    const store = this.#now;
+    if (store === null) return null;
+    const r = store.incrby(key, points, this.spec.intervalSeconds);
+    return r.consumedPoints > this.spec.tokens
+      ? { kind: 'over', remaining: 0, resetSeconds: Math.max(1, seconds(r.msBeforeNext)), fallback: false }
+      : { kind: 'ok', remaining: this.spec.tokens - r.consumedPoints, resetSeconds: seconds(r.msBeforeNext), fallback: false };
   }
 
   /** Takes `points` tokens (default one) from the bucket `key`. Never rejects. */

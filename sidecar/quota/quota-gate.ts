@@ -9,10 +9,15 @@
  *     2. descriptor: every entry read (default_value when empty; still empty: not counted by
  *        this quota); the first limit whose match entries all equal → its bucket
  *        (`<quota>|<limit>|<key>=<value>|...`);
- *   → one token from every such bucket (in parallel) → any over (and not shadow) → 429 with
- *   Retry-After and the rate-limit headers, never reaching the workload; else the headers are
- *   set with res.setHeader (the forwarder's writeHead merges them into the workload's
- *   response) and the request goes on.
+ *   → one token from every such bucket (in parallel; LOCAL buckets past the limit's live
+ *   bucket cap: its overflow bucket, see bucketWithRoom) → any over (and not shadow) → 429
+ *   with the Retry-After of the refusing limit that resets last and the rate-limit headers,
+ *   never reaching the workload; else the headers are set with res.setHeader (the
+ *   forwarder's writeHead merges them into the workload's response) and the request goes on
+ *   (a forwarder that throws gets the request answered 500).
+ *
+ * Every check's result is counted per quota (decisions(): palisade_quota_decisions_total, read
+ * at scrape time); the request facts name the deciding one (access log).
  *
  * GLOBAL buckets whose store does not answer: FAIL_OPEN takes a token from the limit's local
  * fallback bucket (counted `fallbackUsed`), FAIL_CLOSED refuses 429 with flag RLSE. Shadow
@@ -29,7 +34,7 @@ import type { Quota } from '../../xds/gen/palisade/v1/quota_pb.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listeners/http-listener.ts';
 import { refuseUpgrade } from '../proxy/upgrade.ts';
 import { factsOf, flag, type QuotaResult } from '../telemetry/request-facts.ts';
-import { compileQuotas, EMPTY_QUOTAS, matchLimit, matchRoute, type CompiledLimit, type CompiledQuota, type QuotaConfig } from './compile-quotas.ts';
+import { bucketWithRoom, compileQuotas, EMPTY_QUOTAS, matchLimit, matchRoute, type CompiledLimit, type CompiledQuota, type QuotaConfig } from './compile-quotas.ts';
 import type { BucketOutcome } from './limit-buckets.ts';
 import { rateLimitHeaders, type HeaderFacts } from './rate-limit-headers.ts';
 import type { RedisStore } from './redis-store.ts';
@@ -55,6 +60,8 @@ export interface QuotaGateOptions {
    * are then the selecting subset of it: the gate and the service share buckets and counters.
    */
   readonly namespaceQuotas?: boolean;
+  /** Live LOCAL buckets per limit before new descriptor values share the overflow bucket; default MAX_LOCAL_BUCKETS_PER_LIMIT. */
+  readonly maxLocalBuckets?: number;
 }
 
 /** One bucket a request takes a token from. */
@@ -90,6 +97,7 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
   #config: QuotaConfig = EMPTY_QUOTAS;
   /** Every pushed Quota of the namespace (namespaceQuotas); null when not kept. */
   #namespaceConfig: QuotaConfig | null;
+  readonly #maxLocalBuckets: number | undefined;
   #ready = false;
   #closed = false;
   #applies = 0;
@@ -100,6 +108,11 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
   readonly #shadowShed = new Map<string, Map<string, number>>();
   /** Last shadow log time per limit counters object. */
   readonly #shadowLogged = new WeakMap<object, number>();
+  /**
+   * Check results by quota name then result: every check of a request (not only the one
+   * deciding it), sheds included; read at scrape time for palisade_quota_decisions_total.
+   */
+  readonly #decisions = new Map<string, Partial<Record<QuotaResult, number>>>();
 
   constructor(options: QuotaGateOptions) {
     super();
@@ -109,6 +122,7 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
     this.#pressure = options.pressure ?? (() => 0);
     this.#store = options.store ?? null;
     this.#namespaceConfig = options.namespaceQuotas === true ? EMPTY_QUOTAS : null;
+    this.#maxLocalBuckets = options.maxLocalBuckets;
   }
 
   /** Sets the quota store before the first push (the sidecar connects it in start()). */
@@ -135,11 +149,11 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
     if (this.#closed) return;
     try {
       if (this.#namespaceConfig !== null) {
-        const all = compileQuotas(quotas, { service: this.#service, namespace: this.#namespace, store: this.#store, previous: this.#namespaceConfig, all: true });
+        const all = compileQuotas(quotas, { service: this.#service, namespace: this.#namespace, store: this.#store, previous: this.#namespaceConfig, all: true, maxLocalBuckets: this.#maxLocalBuckets });
         const selected = new Set(quotas.filter((q) => quotaSelects(q, this.#service, this.#namespace)).map((q) => q.name));
         this.#namespaceConfig = all;
         this.#config = Object.freeze({ quotas: Object.freeze(all.quotas.filter((q) => selected.has(q.name))) });
-      } else this.#config = compileQuotas(quotas, { service: this.#service, namespace: this.#namespace, store: this.#store, previous: this.#config });
+      } else this.#config = compileQuotas(quotas, { service: this.#service, namespace: this.#namespace, store: this.#store, previous: this.#config, maxLocalBuckets: this.#maxLocalBuckets });
       this.#applies++;
       this.#log.info({ quotas: this.#config.quotas.map((q) => q.name) }, 'quotas in force');
     } catch (err) {
@@ -162,7 +176,13 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
         return;
       }
       for (const [k, v] of headers) res.setHeader(k, v);
-      next();
+      try {
+        next();
+      } catch (err) {
+        // The forwarder threw: a bug downstream of the gate, not a quota decision. The request still gets an answer.
+        this.#log.error({ err }, 'forwarding a request after its quota check threw');
+        if (!res.headersSent) reply(res, { status: 500, body: 'internal error', headers: [] });
+      }
     });
   }
 
@@ -174,14 +194,22 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
     }
     this.#judge(req, (refusal) => {
       if (refusal !== null) refuseUpgrade(socket, respond, refusal.status, refusal.body);
-      else if (!socket.destroyed) next();
+      else if (!socket.destroyed) {
+        try {
+          next();
+        } catch (err) {
+          this.#log.error({ err }, 'upgrading a request after its quota check threw');
+          socket.destroy();
+        }
+      }
     });
   }
 
   /**
    * Decides for `req`: `done(refusal, headers)` with refusal null when admitted; called
-   * synchronously when no bucket counts the request, else once the buckets answered (not at
-   * all when the client went away meanwhile).
+   * synchronously when no bucket counts the request or every bucket answers at once (LOCAL
+   * without burst), else once the buckets answered (not at all when the client went away
+   * meanwhile).
    */
   #judge(req: DownstreamRequest, done: (refusal: QuotaRefusal | null, headers: readonly (readonly [string, string])[]) => void): void {
     const facts = factsOf(req);
@@ -201,6 +229,7 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
           if (cls !== null && cls.shedAt > 0 && cls.shedAt <= pressure && q.shadow) this.#countShed(this.#shadowShed, q.name, cls.name);
           else if (cls !== null && cls.shedAt > 0 && cls.shedAt <= pressure) {
             this.#countShed(this.#shed, q.name, cls.name);
+            this.#countDecision(q.name, 'shed');
             flag(req, 'OM');
             if (facts !== undefined) {
               facts.route = route;
@@ -232,50 +261,97 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
       return;
     }
     let answered = false;
-    Promise.all(checks.map((c) => this.#take(c))).then((decided) => {
+    const decide = (decided: readonly Decided[]) => {
       if (req.destroyed) return;
       answered = true;
-      let deciding = decided[decided.length - 1]!;
-      const shown: HeaderFacts[] = [];
-      for (const d of decided) {
-        if (d.refused && !deciding.refused) deciding = d;
-        if (!d.check.quota.shadow) {
-          const l = d.check.limit;
-          shown.push({ limit: l.name, policy: l.policy, tokens: l.tokens, remaining: d.remaining, resetSeconds: d.resetSeconds });
-        }
+      this.#decide(req, facts, decided, done);
+    };
+    const decideNow = (decided: readonly Decided[]) => {
+      try {
+        decide(decided);
+      } catch (err) {
+        failed(err);
       }
-      const headers = shown.length > 0 ? rateLimitHeaders(shown) : [];
-      if (facts !== undefined) {
-        facts.route = deciding.check.route;
-        facts.quota = { name: deciding.check.quota.name, limit: deciding.check.limit.name, result: deciding.result, remaining: deciding.remaining };
-      }
-      if (!deciding.refused) {
-        done(null, headers);
-        return;
-      }
-      const { quota, limit } = deciding.check;
-      const storeDown = deciding.result === 'store-error-closed';
-      flag(req, storeDown ? 'RLSE' : 'RL');
-      const body = storeDown
-        ? `quota ${quota.name} (limit ${limit.name}) cannot be checked: its store is unreachable`
-        : `rate limited: quota ${quota.name}, limit ${limit.name}`;
-      done({ status: 429, body, headers: [['retry-after', String(Math.max(1, deciding.resetSeconds))], ...headers] }, headers);
-    }).catch((err: unknown) => {
+    };
+    const failed = (err: unknown) => {
       // A bug, not a bucket's answer (buckets never reject): logged, and the request answered 500 if it was not yet.
       this.#log.error({ err }, 'quota check failed unexpectedly');
       if (!answered && !req.destroyed) done({ status: 500, body: 'quota check failed', headers: [] }, []);
-    });
+    };
+    // LOCAL buckets without burst answer synchronously: the common single check then costs no promise.
+    if (checks.length === 1) {
+      const c = checks[0]!;
+      const now = this.#takeNow(c);
+      if (now !== null) decideNow([now]);
+      else this.#take(c).then((d) => decide([d])).catch(failed);
+      return;
+    }
+    const decided: (Decided | Promise<Decided>)[] = [];
+    let pending = false;
+    for (const c of checks) {
+      const now = this.#takeNow(c);
+      if (now === null) pending = true;
+      decided.push(now ?? this.#take(c));
+    }
+    if (!pending) decideNow(decided as Decided[]);
+    else Promise.all(decided).then(decide).catch(failed);
   }
 
-  /** One token from a check's bucket, with the failure mode and shadow applied; counts it. */
+  /**
+   * The answer from every check's result. Refused: the refused check whose bucket resets last
+   * decides (status, body, Retry-After, x-ratelimit-*), so a client retrying after Retry-After
+   * is not refused by the same limits again; admitted: the last check (facts.quota).
+   */
+  #decide(req: DownstreamRequest, facts: ReturnType<typeof factsOf>, decided: readonly Decided[], done: (refusal: QuotaRefusal | null, headers: readonly (readonly [string, string])[]) => void): void {
+    let deciding = decided[decided.length - 1]!;
+    const shown: HeaderFacts[] = [];
+    let describe: HeaderFacts | null = null;
+    for (const d of decided) {
+      const refusesLater = d.refused && (!deciding.refused || d.resetSeconds > deciding.resetSeconds);
+      if (refusesLater) deciding = d;
+      if (!d.check.quota.shadow) {
+        const l = d.check.limit;
+        const f: HeaderFacts = { limit: l.label, policy: l.policy, tokens: l.windowQuota, remaining: d.remaining, resetSeconds: d.resetSeconds };
+        shown.push(f);
+        if (refusesLater) describe = f;
+      }
+    }
+    if (facts !== undefined) {
+      facts.route = deciding.check.route;
+      facts.quota = { name: deciding.check.quota.name, limit: deciding.check.limit.name, result: deciding.result, remaining: deciding.remaining };
+    }
+    if (!deciding.refused) {
+      done(null, shown.length > 0 ? rateLimitHeaders(shown) : []);
+      return;
+    }
+    const headers = shown.length > 0 ? rateLimitHeaders(shown, describe) : [];
+    const { quota, limit } = deciding.check;
+    const storeDown = deciding.result === 'store-error-closed';
+    flag(req, storeDown ? 'RLSE' : 'RL');
+    const body = storeDown
+      ? `quota ${quota.name} (limit ${limit.name}) cannot be checked: its store is unreachable`
+      : `rate limited: quota ${quota.name}, limit ${limit.name}`;
+    done({ status: 429, body, headers: [['retry-after', String(Math.max(1, deciding.resetSeconds))], ...headers] }, headers);
+  }
+
+  /** #take answered synchronously, for buckets that can (LimitBuckets.takeNow: LOCAL without burst); else null, nothing taken. */
+  #takeNow(check: Check): Decided | null {
+    const { quota, limit } = check;
+    if (quota.global || !limit.buckets.answersNow) return null;
+    const o = limit.buckets.takeNow(bucketWithRoom(quota, limit, check.key, this.#log))!;
+    return this.#settle(check, o, 'ok');
+  }
+
+  /** One token from a check's bucket, with the failure mode and shadow applied; counts it and its result. */
   async #take(check: Check): Promise<Decided> {
     const { quota, limit } = check;
     const c = limit.counters;
-    let o: BucketOutcome = await limit.buckets.consume(check.key);
+    let o: BucketOutcome = await limit.buckets.consume(quota.global ? check.key : bucketWithRoom(quota, limit, check.key, this.#log));
     let result: QuotaResult = 'ok';
     if (o.kind === 'store-error') {
       c.storeErrors++;
       if (quota.failClosed) {
+        this.#countDecision(quota.name, 'store-error-closed');
         if (quota.shadow) {
           c.shadowLimited++;
           return { check, result: 'store-error-closed', refused: false, remaining: 0, resetSeconds: 1 };
@@ -284,11 +360,23 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
         return { check, result: 'store-error-closed', refused: true, remaining: 0, resetSeconds: 1 };
       }
       c.fallbackUsed++;
-      o = await limit.buckets.consumeFallback(check.key);
+      o = await limit.buckets.consumeFallback(bucketWithRoom(quota, limit, check.key, this.#log));
       result = 'store-error-open';
-      // A local fallback bucket has no store to lose; were it to fail, admit.
-      if (o.kind === 'store-error') o = { kind: 'ok', remaining: 0, resetSeconds: limit.intervalSeconds, fallback: true };
     }
+    // A local fallback bucket has no store to lose; were it to fail, admit.
+    return this.#settle(check, o.kind === 'store-error' ? { kind: 'ok', remaining: 0, resetSeconds: limit.intervalSeconds, fallback: true } : o, result);
+  }
+
+  /** The decision from a bucket's ok/over answer (`result` when admitted); counts it in the limit's counters and decisions(). */
+  #settle(check: Check, o: Exclude<BucketOutcome, { kind: 'store-error' }>, result: QuotaResult): Decided {
+    const d = this.#judgeOutcome(check, o, result);
+    this.#countDecision(check.quota.name, d.result);
+    return d;
+  }
+
+  #judgeOutcome(check: Check, o: Exclude<BucketOutcome, { kind: 'store-error' }>, result: QuotaResult): Decided {
+    const { quota } = check;
+    const c = check.limit.counters;
     if (o.kind === 'ok') {
       c.allowed++;
       return { check, result, refused: false, remaining: o.remaining, resetSeconds: o.resetSeconds };
@@ -309,6 +397,17 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
     if (last !== undefined && now - last < SHADOW_LOG_INTERVAL_MS) return;
     this.#shadowLogged.set(c, now);
     this.#log.info({ quota: check.quota.name, limit: check.limit.name, bucket: check.key, shadowLimited: c.shadowLimited }, 'shadow quota would refuse (not enforced)');
+  }
+
+  #countDecision(quota: string, result: QuotaResult): void {
+    let m = this.#decisions.get(quota);
+    if (m === undefined) this.#decisions.set(quota, (m = {}));
+    m[result] = (m[result] ?? 0) + 1;
+  }
+
+  /** Check results so far by quota name then result (every check, every quota ever in force): palisade_quota_decisions_total. */
+  decisions(): ReadonlyMap<string, Readonly<Partial<Record<QuotaResult, number>>>> {
+    return this.#decisions;
   }
 
   #countShed(counts: Map<string, Map<string, number>>, quota: string, cls: string): void {

@@ -12,6 +12,7 @@
  *   remote_address  the downstream peer's IP (an IPv4-mapped IPv6 address as plain IPv4)
  *   method          the request method
  */
+import { createHash } from 'node:crypto';
 import type { RequestAttribute } from '../../xds/gen/palisade/v1/quota_pb.js';
 import { peerPrincipal } from '../authz/request-description.ts';
 import type { DownstreamRequest } from '../listeners/http-listener.ts';
@@ -73,12 +74,39 @@ export function escapeKeyPart(s: string): string {
   return /[%|]/.test(s) ? s.replace(/%/g, '%25').replace(/\|/g, '%7C') : s;
 }
 
+/** Descriptor values longer than this many UTF-8 bytes enter a bucket key as a digest (keyValue). */
+export const MAX_KEY_VALUE_BYTES = 64;
+
+/**
+ * Marks a digest in a bucket key: `%sha256:<43 base64url chars>`. A literal value's `%` is
+ * always escaped to `%25` (escapeKeyPart), so no literal value yields a part starting `%s`.
+ */
+export const DIGEST_PREFIX = '%sha256:';
+
+/** The part a descriptor value makes in a bucket key: escaped, or over MAX_KEY_VALUE_BYTES a fixed-length digest. */
+export function keyValue(v: string): string {
+  // UTF-16 units: each is 1..3 UTF-8 bytes, so only mid-length values need counting.
+  if (v.length > MAX_KEY_VALUE_BYTES || (v.length > MAX_KEY_VALUE_BYTES / 3 && Buffer.byteLength(v) > MAX_KEY_VALUE_BYTES)) {
+    return DIGEST_PREFIX + createHash('sha256').update(v).digest('base64url');
+  }
+  return escapeKeyPart(v);
+}
+
 /**
  * The bucket key of a request: `<quota>|<limit>|<key>=<value>|...` over the descriptor entries
- * in order, every part escaped, so distinct descriptors never share a bucket.
+ * in order, every part escaped (values over MAX_KEY_VALUE_BYTES as a digest), so distinct
+ * descriptors never share a bucket and a key's length is bounded by the configuration.
  */
 export function bucketKey(quota: string, limit: string, keys: readonly string[], values: readonly string[]): string {
   let k = `${escapeKeyPart(quota)}|${escapeKeyPart(limit)}`;
-  for (let i = 0; i < keys.length; i++) k += `|${keys[i]}=${escapeKeyPart(values[i]!)}`;
+  for (let i = 0; i < keys.length; i++) k += `|${keys[i]}=${keyValue(values[i]!)}`;
   return k;
+}
+
+/** The value part of a limit's overflow bucket (MAX_LOCAL_BUCKETS_PER_LIMIT); no literal value escapes to it. */
+export const OVERFLOW_VALUE = '%overflow';
+
+/** The key of a limit's overflow bucket: `<quota>|<limit>|<key>=%overflow|...`. */
+export function overflowKey(quota: string, limit: string, keys: readonly string[]): string {
+  return bucketKey(quota, limit, [], []) + keys.map((k) => `|${k}=${OVERFLOW_VALUE}`).join('');
 }

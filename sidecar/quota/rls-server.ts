@@ -37,7 +37,7 @@ import {
 } from '../../xds/gen/envoy/service/ratelimit/v3/rls_pb.js';
 import type { RateLimitDescriptor } from '../../xds/gen/envoy/extensions/common/ratelimit/v3/ratelimit_pb.js';
 import { shutdownGracefully } from '../../xds/server/shutdown.ts';
-import { matchLimit, type CompiledLimit, type CompiledQuota, type QuotaConfig } from './compile-quotas.ts';
+import { bucketWithRoom, matchLimit, type CompiledLimit, type CompiledQuota, type QuotaConfig } from './compile-quotas.ts';
 import { RateLimitRequestError } from './errors.ts';
 import type { BucketOutcome } from './limit-buckets.ts';
 import { rateLimitHeaders, type HeaderFacts } from './rate-limit-headers.ts';
@@ -238,7 +238,7 @@ export class RateLimitServer {
       // Not limited by the Quota, and shadow: OK without a limit, so Envoy adds no x-ratelimit-* for it (as the gate adds no headers).
       if (d === null || q.shadow) return { code: RateLimitResponse_Code.OK };
       const l = d.check.limit;
-      shown.push({ limit: l.name, policy: l.policy, tokens: l.tokens, remaining: d.remaining, resetSeconds: d.resetSeconds });
+      shown.push({ limit: l.label, policy: l.policy, tokens: l.windowQuota, remaining: d.remaining, resetSeconds: d.resetSeconds });
       if (d.refused) {
         over = true;
         resetSeconds = Math.max(resetSeconds, d.resetSeconds);
@@ -302,7 +302,7 @@ export class RateLimitServer {
   async #take(q: CompiledQuota, check: Check, hits: number): Promise<Decided> {
     const { limit } = check;
     const c = limit.counters;
-    let o: BucketOutcome = await limit.buckets.consume(check.key, hits);
+    let o: BucketOutcome = await limit.buckets.consume(q.global ? check.key : bucketWithRoom(q, limit, check.key, this.#log), hits);
     if (o.kind === 'store-error') {
       c.storeErrors++;
       if (q.failClosed) {
@@ -311,7 +311,7 @@ export class RateLimitServer {
         return { check, refused: !q.shadow, unavailable: true, remaining: 0, resetSeconds: 1 };
       }
       c.fallbackUsed++;
-      o = await limit.buckets.consumeFallback(check.key, hits);
+      o = await limit.buckets.consumeFallback(bucketWithRoom(q, limit, check.key, this.#log), hits);
       // A local fallback bucket has no store to lose; were it to fail, admit.
       if (o.kind === 'store-error') o = { kind: 'ok', remaining: 0, resetSeconds: limit.intervalSeconds, fallback: true };
     }

@@ -13,8 +13,12 @@
  * Written to pino's asynchronous destination (sonic-boom, `sync: false`): the request path only
  * serializes the line (JSON.stringify: the record is the whole line, no level, time or pid) into
  * the destination's buffer; the write happens later, off the request.
+ * The buffer is bounded (ACCESS_LOG_MAX_BUFFER_BYTES): when stdout or the disk stalls, lines
+ * that do not fit are dropped and counted (`dropped`, /stats and
+ * `palisade_access_log_dropped_total`) instead of growing the heap.
  * `path` is `stdout` or a file (appended, created with its folder; SIGHUP reopens it, for
- * logrotate). Without the bootstrap section nothing is built and the wrapper never calls in.
+ * logrotate: one process-wide listener reopens every open access log). Without the bootstrap
+ * section nothing is built and the wrapper never calls in.
  *
  * Sampling: `sampleRate` percent of requests; with `alwaysLogErrors` every request answered
  * 4xx/5xx (or not answered), denied by a policy, or carrying a response flag is logged too.
@@ -25,11 +29,22 @@ import type { RequestRecord } from './request-record.ts';
 
 type Destination = ReturnType<typeof pino.destination>;
 
+/** Most bytes an access log buffers while its destination is slow (16 MiB); lines past it are dropped. */
+export const ACCESS_LOG_MAX_BUFFER_BYTES = 16 * 1024 * 1024;
+
+/** The open file access logs: one process-wide SIGHUP listener reopens them all. */
+const reopenOnHup = new Set<AccessLog>();
+function onHup(): void {
+  for (const log of reopenOnHup) log.reopen();
+}
+
 export interface AccessLogOptions {
   /** [0, 1); sampling. Default Math.random. */
   readonly random?: () => number;
   /** Where a failing destination (unwritable path, full disk) is reported; without it, failures are dropped silently. */
   readonly logger?: Logger;
+  /** Buffer bound, bytes. Default ACCESS_LOG_MAX_BUFFER_BYTES. */
+  readonly maxBufferBytes?: number;
 }
 
 export class AccessLog {
@@ -38,14 +53,19 @@ export class AccessLog {
   readonly #always: boolean;
   readonly #random: () => number;
   readonly #toStdout: boolean;
-  readonly #onHup: (() => void) | null;
   #closed = false;
+  /** Lines dropped because the buffer was full (the destination stalled). */
+  #dropped = 0;
   /** The destination failed (could not open or write): lines are dropped. */
   #broken = false;
 
   constructor(config: AccessLogConfig, options: AccessLogOptions = {}) {
     this.#toStdout = config.path === 'stdout';
-    this.#dest = pino.destination(this.#toStdout ? { dest: 1, sync: false } : { dest: config.path, sync: false, mkdir: true, append: true });
+    const maxLength = options.maxBufferBytes ?? ACCESS_LOG_MAX_BUFFER_BYTES;
+    this.#dest = pino.destination(this.#toStdout ? { dest: 1, sync: false, maxLength } : { dest: config.path, sync: false, mkdir: true, append: true, maxLength });
+    this.#dest.on('drop', () => {
+      this.#dropped++;
+    });
     // A destination error must never reach the process as an unhandled 'error' event.
     const log = options.logger;
     let reported = false;
@@ -59,12 +79,15 @@ export class AccessLog {
     this.#rate = config.sampleRate;
     this.#always = config.alwaysLogErrors;
     this.#random = options.random ?? Math.random;
-    if (this.#toStdout) {
-      this.#onHup = null;
-    } else {
-      this.#onHup = () => this.reopen();
-      process.on('SIGHUP', this.#onHup);
+    if (!this.#toStdout) {
+      if (reopenOnHup.size === 0) process.on('SIGHUP', onHup);
+      reopenOnHup.add(this);
     }
+  }
+
+  /** Lines dropped because the buffer was full (stdout or the disk stalled). */
+  get dropped(): number {
+    return this.#dropped;
   }
 
   /** Whether `r` is logged: sampled in, or (alwaysLogErrors) an error, a denial or a flagged request. */
@@ -129,7 +152,7 @@ export class AccessLog {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
-    if (this.#onHup !== null) process.off('SIGHUP', this.#onHup);
+    if (reopenOnHup.delete(this) && reopenOnHup.size === 0) process.off('SIGHUP', onHup);
     const dest = this.#dest;
     // A failed destination has nothing to write out and may never emit 'close'.
     if (this.#broken) {

@@ -35,6 +35,17 @@ export class LabelBudget {
     return true;
   }
 
+  /** Forgets the admitted label sets `stale` picks (their names left the configuration): the room is free again. Returns them. */
+  forget(stale: (key: string) => boolean): string[] {
+    const out: string[] = [];
+    for (const key of this.#keys) {
+      if (!stale(key)) continue;
+      this.#keys.delete(key);
+      out.push(key);
+    }
+    return out;
+  }
+
   /** Distinct label sets admitted so far. */
   get size(): number {
     return this.#keys.size;
@@ -42,16 +53,31 @@ export class LabelBudget {
 }
 
 /** The standard methods (RFC 9110 plus PATCH); anything else is `other`, so a client cannot make new series. */
-const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']);
+const METHOD_NAMES = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', OTHER] as const;
+const METHOD_INDEX: ReadonlyMap<string, number> = new Map(METHOD_NAMES.map((m, i) => [m, i]));
+/** Method labels: the standard methods and `other`. */
+export const METHOD_COUNT = METHOD_NAMES.length;
+
+/** The method label's index in 0..METHOD_COUNT-1 (`other` last). */
+export function methodIndex(method: string): number {
+  return METHOD_INDEX.get(method) ?? METHOD_COUNT - 1;
+}
 
 export function normalizeMethod(method: string): string {
-  return METHODS.has(method) ? method : OTHER;
+  return METHOD_NAMES[methodIndex(method)]!;
 }
 
 const CODE_CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+/** Code class labels: `0xx`…`5xx`. */
+export const CODE_CLASS_COUNT = CODE_CLASSES.length;
+
+/** The code class's index: 1..5 for `1xx`…`5xx`, 0 for no response. */
+export function codeClassIndex(status: number): number {
+  const c = Math.floor(status / 100);
+  return c >= 1 && c <= 5 ? c : 0;
+}
 
 /** `2xx`…`5xx` by status; `0xx` for no response (the downstream went away first). */
 export function codeClass(status: number): string {
-  const c = Math.floor(status / 100);
-  return c >= 1 && c <= 5 ? CODE_CLASSES[c]! : CODE_CLASSES[0];
+  return CODE_CLASSES[codeClassIndex(status)]!;
 }

@@ -5,9 +5,9 @@
  *
  * Two kinds of family:
  *   - per request (observe(record), called by the telemetry wrapper once a response is over):
- *     request count, duration, sizes, upstream errors by reason, retries, quota decisions.
+ *     request count, duration, sizes, upstream errors by reason, retries.
  *     Labels are bounded (listener, code class, normalized method) except route, cluster and
- *     quota names, which go through a LabelBudget per family: past `maxSeriesPerMetric` label
+ *     names, which go through a LabelBudget per family: past `maxSeriesPerMetric` label
  *     sets, new ones collapse into `other`.
  *   - on scrape (collect): gauges and counters read from the stats() objects the sidecar
  *     already keeps (listeners, clusters and their circuit breakers and outlier detectors,
@@ -19,7 +19,7 @@
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
 import type { ListenerStats } from '../listeners/http-listener.ts';
 import type { ClusterStats } from '../upstream/upstream-cluster.ts';
-import { codeClass, LabelBudget, normalizeMethod, OTHER } from './label-budget.ts';
+import { CODE_CLASS_COUNT, codeClassIndex, codeClass, LabelBudget, METHOD_COUNT, methodIndex, normalizeMethod, OTHER } from './label-budget.ts';
 import type { RequestRecord } from './request-record.ts';
 import type { ResponseFlag } from './request-facts.ts';
 
@@ -59,6 +59,8 @@ export interface XdsStatsView {
   readonly connected: boolean;
   readonly updates: Readonly<Record<string, number>>;
   readonly nacks: Readonly<Record<string, number>>;
+  /** The accepted version of each resource kind in force (listeners, routes, clusters, endpoints) and of the whole snapshot. */
+  readonly versions?: Readonly<Record<string, string>>;
 }
 
 /** What the on-scrape families read; each is called once per scrape. */
@@ -75,6 +77,8 @@ export interface MetricsSource {
   xds(): XdsStatsView | null;
   /** Epoch ms of the last configuration swap; null before the first. */
   lastConfigUpdate(): number | null;
+  /** Quota check results so far by quota name then result (QuotaGate.decisions); absent: no quota gate here. */
+  quotaDecisions?(): ReadonlyMap<string, Readonly<Partial<Record<string, number>>>>;
 }
 
 interface Snapshot {
@@ -97,6 +101,8 @@ export interface SidecarMetricsOptions {
   /** Label sets per family before new ones collapse into `other`. Default 1000. */
   readonly maxSeriesPerMetric?: number;
   readonly source: MetricsSource;
+  /** Access log lines dropped so far (its buffer was full); absent without an access log: no family. */
+  readonly accessLogDropped?: () => number;
 }
 
 export class SidecarMetrics {
@@ -108,8 +114,12 @@ export class SidecarMetrics {
   readonly #durationBudget: LabelBudget;
   readonly #errorBudget: LabelBudget;
   readonly #retryBudget: LabelBudget;
-  readonly #quotaBudget: LabelBudget;
-  readonly #series = new Map<string, RequestSeries>();
+  /**
+   * Per-request series by listener, route and cluster, then one slot per code class × method:
+   * a request costs three Map lookups and an array read, no key string. Only admitted label
+   * sets are stored (a spent budget adds nothing here).
+   */
+  readonly #series = new Map<string, Map<string, Map<string, (RequestSeries | undefined)[]>>>();
   readonly #byListener = new Map<string, { listener: string }>();
   readonly #requests: Counter<'listener' | 'route' | 'cluster' | 'code_class' | 'method'>;
   readonly #duration: Histogram<'listener' | 'route' | 'cluster' | 'code_class'>;
@@ -117,7 +127,6 @@ export class SidecarMetrics {
   readonly #responseSize: Histogram<'listener'>;
   readonly #upstreamErrors: Counter<'listener' | 'cluster' | 'reason'>;
   readonly #retries: Counter<'cluster'>;
-  readonly #quota: Counter<'quota' | 'result'>;
 
   constructor(options: SidecarMetricsOptions) {
     this.#source = options.source;
@@ -132,15 +141,22 @@ export class SidecarMetrics {
     this.#durationBudget = budget('palisade_request_duration_seconds');
     this.#errorBudget = budget('palisade_upstream_errors_total');
     this.#retryBudget = budget('palisade_upstream_retries_total');
-    this.#quotaBudget = budget('palisade_quota_decisions_total');
 
     this.#requests = new Counter({ name: 'palisade_requests_total', help: 'Requests answered, by listener, route, cluster, response code class and method.', labelNames: ['listener', 'route', 'cluster', 'code_class', 'method'], registers });
     this.#duration = new Histogram({ name: 'palisade_request_duration_seconds', help: 'From request arrival to the end of the response, seconds.', labelNames: ['listener', 'route', 'cluster', 'code_class'], buckets: [...DURATION_BUCKETS_SECONDS], registers });
-    this.#requestSize = new Histogram({ name: 'palisade_request_size_bytes', help: 'Request body size (Content-Length; 0 when not declared), bytes.', labelNames: ['listener'], buckets: [...SIZE_BUCKETS_BYTES], registers });
-    this.#responseSize = new Histogram({ name: 'palisade_response_size_bytes', help: 'Response body size (Content-Length; 0 when not declared), bytes.', labelNames: ['listener'], buckets: [...SIZE_BUCKETS_BYTES], registers });
+    this.#requestSize = new Histogram({ name: 'palisade_request_size_bytes', help: 'Request body bytes read from the downstream.', labelNames: ['listener'], buckets: [...SIZE_BUCKETS_BYTES], registers });
+    this.#responseSize = new Histogram({ name: 'palisade_response_size_bytes', help: 'Response body bytes written downstream.', labelNames: ['listener'], buckets: [...SIZE_BUCKETS_BYTES], registers });
     this.#upstreamErrors = new Counter({ name: 'palisade_upstream_errors_total', help: 'Requests that failed upstream, by reason (connect_failure, reset, timeout, overflow, no_healthy_upstream, no_cluster, retry_limit_exceeded).', labelNames: ['listener', 'cluster', 'reason'], registers });
     this.#retries = new Counter({ name: 'palisade_upstream_retries_total', help: 'Upstream retries (attempts beyond the first).', labelNames: ['cluster'], registers });
-    this.#quota = new Counter({ name: 'palisade_quota_decisions_total', help: 'Quota decisions, by quota and result.', labelNames: ['quota', 'result'], registers });
+    // Every check of every quota counting a request (not only the deciding one), read from the gate at scrape time; labels from configuration.
+    const source = this.#source;
+    new Counter({
+      name: 'palisade_quota_decisions_total', help: 'Quota check results (every quota counting a request), by quota and result.', labelNames: ['quota', 'result'], registers,
+      collect() {
+        this.reset();
+        for (const [quota, results] of source.quotaDecisions?.() ?? []) for (const [result, n] of Object.entries(results)) if (n !== undefined) this.inc({ quota, result }, n);
+      },
+    });
 
     const budgets = this.#budgets;
     new Counter({
@@ -151,20 +167,30 @@ export class SidecarMetrics {
       },
     });
     this.#registerCollected(registers);
+    const dropped = options.accessLogDropped;
+    if (dropped !== undefined) {
+      new Counter({
+        name: 'palisade_access_log_dropped_total', help: 'Access log lines dropped because the log buffer was full (stdout or the disk stalled).', registers,
+        collect() {
+          this.reset();
+          this.inc(dropped());
+        },
+      });
+    }
   }
 
   /** Counts one finished request. */
   observe(r: RequestRecord): void {
     const f = r.facts;
-    const cls = codeClass(r.status);
-    const method = normalizeMethod(r.method);
     const route = f.route === null || f.route === '' ? NONE : f.route;
     const cluster = f.cluster ?? NONE;
-    const key = `${r.listener}\0${route}\0${cluster}\0${cls}\0${method}`;
-    let s = this.#series.get(key);
+    const slot = codeClassIndex(r.status) * METHOD_COUNT + methodIndex(r.method);
+    let s = this.#series.get(r.listener)?.get(route)?.get(cluster)?.[slot];
     if (s === undefined) {
       const listener = r.listener;
-      const own = this.#requestBudget.admit(key);
+      const cls = codeClass(r.status);
+      const method = normalizeMethod(r.method);
+      const own = this.#requestBudget.admit(`${listener}\0${route}\0${cluster}\0${cls}\0${method}`);
       const lr = own || route === NONE ? route : OTHER;
       const lc = own || cluster === NONE ? cluster : OTHER;
       const dOwn = this.#durationBudget.admit(`${listener}\0${lr}\0${lc}\0${cls}`);
@@ -173,7 +199,7 @@ export class SidecarMetrics {
         durationLabels: dOwn ? { listener, route: lr, cluster: lc, code_class: cls } : { listener, route: lr === NONE ? NONE : OTHER, cluster: lc === NONE ? NONE : OTHER, code_class: cls },
       };
       // Collapsed sets are not remembered under the new key: the next request with it is counted as an overflow too.
-      if (own) this.#series.set(key, s);
+      if (own) this.#slotsOf(listener, route, cluster)[slot] = s;
     }
     this.#requests.inc(s.labels);
     this.#duration.observe(s.durationLabels, r.durationMs / 1000);
@@ -188,8 +214,42 @@ export class SidecarMetrics {
       this.#upstreamErrors.inc({ listener: r.listener, cluster: c, reason });
     }
     if (f.attempts > 1) this.#retries.inc({ cluster: this.#retryBudget.admit(cluster) ? cluster : OTHER }, f.attempts - 1);
-    const q = f.quota;
-    if (q !== null) this.#quota.inc({ quota: this.#quotaBudget.admit(`${q.name}\0${q.result}`) ? q.name : OTHER, result: q.result });
+  }
+
+  /**
+   * Forgets the clusters no longer configured (called on a configuration swap): their label
+   * sets leave the cardinality budgets (the room is free again) and their per-request series
+   * leave the exposition (prom-client remove()). `none` and `other` are never forgotten.
+   */
+  retainClusters(configured: (cluster: string) => boolean): void {
+    const stale = (c: string | undefined) => c !== undefined && c !== NONE && c !== OTHER && !configured(c);
+    for (const byRoute of this.#series.values()) {
+      for (const byCluster of byRoute.values()) for (const c of byCluster.keys()) if (stale(c)) byCluster.delete(c);
+    }
+    for (const key of this.#requestBudget.forget((k) => stale(k.split('\0')[2]))) {
+      const [listener, route, cluster, code_class, method] = key.split('\0') as [string, string, string, string, string];
+      this.#requests.remove({ listener, route, cluster, code_class, method });
+    }
+    for (const key of this.#durationBudget.forget((k) => stale(k.split('\0')[2]))) {
+      const [listener, route, cluster, code_class] = key.split('\0') as [string, string, string, string];
+      this.#duration.remove({ listener, route, cluster, code_class });
+    }
+    for (const key of this.#errorBudget.forget((k) => stale(k.split('\0')[1]))) {
+      const [listener, cluster, reason] = key.split('\0') as [string, string, string];
+      this.#upstreamErrors.remove({ listener, cluster, reason });
+    }
+    for (const cluster of this.#retryBudget.forget((k) => stale(k))) this.#retries.remove({ cluster });
+  }
+
+  /** The series slots of (listener, route, cluster), made on first use. */
+  #slotsOf(listener: string, route: string, cluster: string): (RequestSeries | undefined)[] {
+    let byRoute = this.#series.get(listener);
+    if (byRoute === undefined) this.#series.set(listener, (byRoute = new Map()));
+    let byCluster = byRoute.get(route);
+    if (byCluster === undefined) byRoute.set(route, (byCluster = new Map()));
+    let slots = byCluster.get(cluster);
+    if (slots === undefined) byCluster.set(cluster, (slots = new Array<RequestSeries | undefined>(CODE_CLASS_COUNT * METHOD_COUNT).fill(undefined)));
+    return slots;
   }
 
   /** `{ listener }`, made once per listener name. */
@@ -335,6 +395,9 @@ export class SidecarMetrics {
     counter('palisade_xds_nacks_total', 'xDS updates refused (NACKed), by type URL.', ['type_url'], (s, set) => {
       if (s.xds !== null) for (const [t, v] of Object.entries(s.xds.nacks)) set({ type_url: t }, v);
     });
+    gauge('palisade_xds_version_info', 'The configuration version in force (1, labelled), by resource kind; kind "snapshot" is the hash of the whole applied snapshot.', ['kind', 'version'], (s, set) => {
+      if (s.xds?.versions !== undefined) for (const [kind, version] of Object.entries(s.xds.versions)) set({ kind, version }, 1);
+    }, 'max');
     gauge('palisade_xds_last_update_timestamp_seconds', 'Unix time of the last configuration applied (snapshot swap); absent before the first.', [], (s, set) => {
       if (s.lastConfigUpdate !== null) set({}, s.lastConfigUpdate / 1000);
     }, 'max');

@@ -51,6 +51,15 @@ export interface RequestFacts {
   tenant: string | null;
   /** Verified JWT payloads by provider (set by inbound authn); null when no token was verified. */
   jwt: Readonly<Record<string, unknown>> | null;
+  /**
+   * Response body bytes written downstream, counted by the stage that wrote the body: the
+   * forwarder per upstream chunk, local replies their body, the upgrade relay what it relayed.
+   * -1 when no stage counted: the telemetry wrapper then takes a finished response's declared
+   * Content-Length (the other local replies all declare one).
+   */
+  bytesSent: number;
+  /** Request body bytes read from the downstream (the telemetry wrapper counts them, the upgrade relay what it relayed). */
+  bytesReceived: number;
 }
 
 const FACTS = Symbol('palisade.requestFacts');
@@ -59,7 +68,7 @@ type WithFacts = DownstreamRequest & { [FACTS]?: RequestFacts };
 
 /** Attaches a fresh facts object to a request (the telemetry wrapper, first thing). */
 export function attachFacts(req: DownstreamRequest): RequestFacts {
-  const facts: RequestFacts = { route: null, cluster: null, upstreamHost: null, attempts: 0, flags: [], principal: null, policy: null, quota: null, tenant: null, jwt: null };
+  const facts: RequestFacts = { route: null, cluster: null, upstreamHost: null, attempts: 0, flags: [], principal: null, policy: null, quota: null, tenant: null, jwt: null, bytesSent: -1, bytesReceived: 0 };
   (req as WithFacts)[FACTS] = facts;
   return facts;
 }
@@ -67,6 +76,19 @@ export function attachFacts(req: DownstreamRequest): RequestFacts {
 /** The request's facts, or undefined when no telemetry wrapper attached them (e.g. in unit tests of a stage). */
 export function factsOf(req: DownstreamRequest): RequestFacts | undefined {
   return (req as WithFacts)[FACTS];
+}
+
+/**
+ * Attaches a request's facts to its raw socket too (an upgrade request: the refusals and the
+ * relay see only the socket).
+ */
+export function attachFactsToSocket(socket: object, facts: RequestFacts): void {
+  (socket as { [FACTS]?: RequestFacts })[FACTS] = facts;
+}
+
+/** The facts attachFactsToSocket put on an upgrade's socket, or undefined. */
+export function factsOfSocket(socket: object): RequestFacts | undefined {
+  return (socket as { [FACTS]?: RequestFacts })[FACTS];
 }
 
 /** Adds a response flag once. */

@@ -18,9 +18,9 @@ export interface RequestRecord {
   readonly startTime: number;
   /** From arrival to the response's end (or the downstream's disconnect), ms. */
   readonly durationMs: number;
-  /** Request body bytes: Content-Length; without it, HTTP/1 bytes read after the head arrived, else 0 (request-telemetry.ts). */
+  /** Request body bytes read from the downstream (HTTP/1 and HTTP/2; no heads or framing; request-telemetry.ts). */
   readonly bytesIn: number;
-  /** Response bytes: HTTP/1 bytes written on the connection (head and body); HTTP/2 the declared Content-Length, else 0. */
+  /** Response body bytes written downstream (HTTP/1 and HTTP/2; no heads or framing; request-telemetry.ts). */
   readonly bytesOut: number;
   /** x-request-id (the client's, else the one the forwarder generated); null when none was set. */
   readonly requestId: string | null;

@@ -13,9 +13,10 @@ import { RequestTracer } from './tracing.ts';
 export function createRequestTelemetry(b: SidecarBootstrap, log: Logger, source: MetricsSource): RequestTelemetry {
   const t = b.telemetry;
   const logger = log.child({ component: 'telemetry' });
+  const accessLog = t.accessLog === null ? null : new AccessLog(t.accessLog, { logger });
   return new RequestTelemetry({
-    metrics: new SidecarMetrics({ maxSeriesPerMetric: t.metrics.maxSeriesPerMetric, source }),
-    accessLog: t.accessLog === null ? null : new AccessLog(t.accessLog, { logger }),
+    metrics: new SidecarMetrics({ maxSeriesPerMetric: t.metrics.maxSeriesPerMetric, source, ...(accessLog !== null ? { accessLogDropped: () => accessLog.dropped } : {}) }),
+    accessLog,
     tracer: t.tracing === null ? null : new RequestTracer({ config: t.tracing, service: b.node.service, namespace: b.node.namespace, instance: b.node.id }),
     logger,
   });

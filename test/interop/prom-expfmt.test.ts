@@ -88,7 +88,11 @@ async function setUp(): Promise<void> {
   await goBuild(MODULE_DIR, bin);
   workload = await startWorkload();
   xds = await QuotaXds.start();
-  xds.push([quota('limited', { tokens: 2, interval: 3600 }, { routes: [{ name: 'limited', pathPrefix: '/limited' }] })]);
+  xds.push([
+    quota('limited', { tokens: 2, interval: 3600 }, { routes: [{ name: 'limited', pathPrefix: '/limited' }] }),
+    // A second quota counting the same requests, never the deciding one: its checks are counted too.
+    quota('roomy', { tokens: 100, interval: 3600 }, { routes: [{ name: 'limited', pathPrefix: '/limited' }] }),
+  ]);
   sc = await startSidecar(xds.address, (workload.address() as AddressInfo).port);
   const inbound = (path: string) => httpRequest(sc.addresses.inbound, { method: 'GET', path, headers: { 'x-tenant': 'acme' } });
   const statuses: number[] = [];
@@ -155,7 +159,8 @@ describe('sidecar /metrics read by Prometheus expfmt', () => {
     expect(sum(r, 'palisade_response_size_bytes', { listener: 'inbound' })).toBe(9);
     expect(sum(r, 'palisade_quota_decisions_total', { quota: 'default/limited', result: 'ok' })).toBe(2);
     expect(sum(r, 'palisade_quota_decisions_total', { quota: 'default/limited', result: 'over' })).toBe(2);
-    expect(sum(r, 'palisade_quota_decisions_total')).toBe(4);
+    expect(sum(r, 'palisade_quota_decisions_total', { quota: 'default/roomy', result: 'ok' })).toBe(4);
+    expect(sum(r, 'palisade_quota_decisions_total')).toBe(8);
     expect(sum(r, 'palisade_upstream_errors_total', { listener: 'outbound', reason: 'connect_failure' })).toBe(1);
     expect(sum(r, 'palisade_active_requests')).toBe(0);
   });

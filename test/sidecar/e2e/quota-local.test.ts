@@ -108,8 +108,8 @@ describe('LOCAL quotas on the sidecar', () => {
     expect(ok.status).toBe(200);
     expect(ok.body).toBe('ok /headers');
     expect(ok.headers['x-workload']).toBe('yes');
-    expect(ok.headers['ratelimit-policy']).toBe('"per-tenant";q=2;w=60');
-    expect(ok.headers['ratelimit']).toMatch(/^"per-tenant";r=1;t=(60|59)$/);
+    expect(ok.headers['ratelimit-policy']).toBe('"headers.per-tenant";q=2;w=60');
+    expect(ok.headers['ratelimit']).toMatch(/^"headers\.per-tenant";r=1;t=(60|59)$/);
     expect(ok.headers['x-ratelimit-limit']).toBe('2');
     expect(ok.headers['x-ratelimit-remaining']).toBe('1');
     expect(['59', '60']).toContain(ok.headers['x-ratelimit-reset']);
@@ -120,8 +120,8 @@ describe('LOCAL quotas on the sidecar', () => {
     expect(refused.headers['x-workload']).toBeUndefined();
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(58);
     expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(60);
-    expect(refused.headers['ratelimit-policy']).toBe('"per-tenant";q=2;w=60');
-    expect(refused.headers['ratelimit']).toBe(`"per-tenant";r=0;t=${refused.headers['retry-after']}`);
+    expect(refused.headers['ratelimit-policy']).toBe('"headers.per-tenant";q=2;w=60');
+    expect(refused.headers['ratelimit']).toBe(`"headers.per-tenant";r=0;t=${refused.headers['retry-after']}`);
     expect(refused.headers['x-ratelimit-remaining']).toBe('0');
   });
 
@@ -142,7 +142,7 @@ describe('LOCAL quotas on the sidecar', () => {
       expect(reply.status).toBe(200);
       expect(reply.body).toBe('ok /tiers');
       expect(reply.headers['x-workload']).toBe('yes');
-      expect(reply.headers['ratelimit-policy']).toBe('"gold";q=4;w=60');
+      expect(reply.headers['ratelimit-policy']).toBe('"tiers.gold";q=4;w=60');
       expect(reply.headers['x-ratelimit-remaining']).toBe('3');
       // The spent /headers bucket: a 429 over HTTP/2 carries the same headers.
       const refused = await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -156,7 +156,7 @@ describe('LOCAL quotas on the sidecar', () => {
       });
       expect(refused[':status']).toBe(429);
       expect(Number(refused['retry-after'])).toBeGreaterThanOrEqual(1);
-      expect(refused['ratelimit-policy']).toBe('"per-tenant";q=2;w=60');
+      expect(refused['ratelimit-policy']).toBe('"headers.per-tenant";q=2;w=60');
     } finally {
       session.close();
     }

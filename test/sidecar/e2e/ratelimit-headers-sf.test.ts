@@ -29,6 +29,9 @@ const QUOTAS = [
   // Two quotas counting the same path, limits of different names and windows.
   quota('per-minute', {}, { routes: [{ name: 'pair', pathPrefix: '/pair' }], limits: [{ name: 'minute', tokens: 2n, interval: { seconds: 60n } }] }),
   quota('per-hour', {}, { routes: [{ name: 'pair', pathPrefix: '/pair' }], limits: [{ name: 'hour', tokens: 10n, interval: { seconds: 3600n } }] }),
+  // Two quotas with a same-named limit, both exhausted by one request; the one that resets first is checked last.
+  quota('x-long', { tokens: 1, interval: 3600 }, { routes: [{ name: 'both', pathPrefix: '/both' }] }),
+  quota('y-short', { tokens: 1, interval: 60 }, { routes: [{ name: 'both', pathPrefix: '/both' }] }),
 ];
 
 let xds: QuotaXds;
@@ -146,9 +149,9 @@ describe('RateLimit fields parsed as RFC 9651 structured fields', () => {
     expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 429, 429]);
     for (const [i, r] of replies.entries()) {
       const p = policies(r.headers);
-      expect([...p]).toEqual([['per-tenant', { q: 3, w: 60 }]]);
+      expect([...p]).toEqual([['single.per-tenant', { q: 3, w: 60 }]]);
       const l = limits(r.headers, p);
-      const item = l.get('per-tenant')!;
+      const item = l.get('single.per-tenant')!;
       expect(item.r).toBe(Math.max(0, 2 - i));
       expect(item.t).toBeGreaterThanOrEqual(1);
       expect(item.t).toBeLessThanOrEqual(60);
@@ -168,15 +171,30 @@ describe('RateLimit fields parsed as RFC 9651 structured fields', () => {
     expect(replies.map((r) => r.status)).toEqual([200, 200, 429]);
     for (const [i, r] of replies.entries()) {
       const p = policies(r.headers);
-      expect(new Map([...p].sort())).toEqual(new Map([['hour', { q: 10, w: 3600 }], ['minute', { q: 2, w: 60 }]]));
+      expect(new Map([...p].sort())).toEqual(new Map([['per-hour.hour', { q: 10, w: 3600 }], ['per-minute.minute', { q: 2, w: 60 }]]));
       const l = limits(r.headers, p);
-      expect([...l.keys()].sort()).toEqual(['hour', 'minute']);
-      expect(l.get('minute')!.r).toBe(Math.max(0, 1 - i));
+      expect([...l.keys()].sort()).toEqual(['per-hour.hour', 'per-minute.minute']);
+      expect(l.get('per-minute.minute')!.r).toBe(Math.max(0, 1 - i));
       checkLegacy(r.headers, p, l);
       if (r.status === 429) {
         const retryAfter = integerHeader(r.headers, 'retry-after');
         for (const [n, x] of l) if (x.r === 0) expect(retryAfter, `Retry-After >= t of exhausted ${n}`).toBeGreaterThanOrEqual(x.t!);
       }
     }
+  });
+
+  it('answers a 429 of several exhausted limits with the Retry-After and x-ratelimit-* of the one that resets last', async () => {
+    expect((await call('/both')).status).toBe(200);
+    const r = await call('/both');
+    expect(r.status).toBe(429);
+    const p = policies(r.headers);
+    expect([...p.keys()]).toEqual(['x-long.per-tenant', 'y-short.per-tenant']);
+    const l = limits(r.headers, p);
+    const last = Math.max(...[...l.values()].map((x) => x.t!));
+    expect(last).toBeGreaterThan(60);
+    const retryAfter = integerHeader(r.headers, 'retry-after');
+    expect(retryAfter, 'Retry-After: the exhausted limit that resets last').toBe(last);
+    expect(integerHeader(r.headers, 'x-ratelimit-reset')).toBe(retryAfter);
+    expect(integerHeader(r.headers, 'x-ratelimit-remaining')).toBe(0);
   });
 });

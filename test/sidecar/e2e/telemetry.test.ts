@@ -125,6 +125,10 @@ describe('sidecar request telemetry', () => {
     expect(sumOf(f, 'palisade_xds_updates_total')).toBeGreaterThanOrEqual(4);
     expect(sumOf(f, 'palisade_xds_nacks_total')).toBe(0);
     expect(valueOf(f, 'palisade_xds_last_update_timestamp_seconds')).toBeGreaterThan(Date.now() / 1000 - 60);
+    // The version in force, as /config_dump reports it.
+    const dump = JSON.parse((await get(addresses.admin, '/config_dump')).body) as { version: string };
+    expect(valueOf(f, 'palisade_xds_version_info', { kind: 'snapshot', version: dump.version })).toBe(1);
+    expect(sumOf(f, 'palisade_xds_version_info')).toBe(5);
     expect(f.has('palisade_upstream_hosts')).toBe(true);
     expect(valueOf(f, 'palisade_upstream_hosts', { cluster: apiCluster, health: 'healthy' })).toBe(1);
     const envoyName = await get(addresses.admin, '/stats/prometheus');

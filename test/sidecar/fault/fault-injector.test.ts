@@ -182,6 +182,59 @@ describe('FaultInjector', () => {
     expect(s.forwarded()).toBe(0);
   });
 
+  it('takes no fault slot for a response that is already closed, so later requests still get the fault', async () => {
+    const injector = new FaultInjector({ random: () => 0 });
+    const f = fault({ delay: delay(20), maxActiveFaults: 1 });
+    let closedLate = 0;
+    const server1 = createServer((req: IncomingMessage, res: ServerResponse) => {
+      attachFacts(req);
+      const view = { method: req.method ?? 'GET', authority: req.headers.host ?? '', path: req.url ?? '/', lookup: headerLookup(req.headers) };
+      if (req.url === '/gone') {
+        // The fault runs only once the client went away (as after a slow earlier stage).
+        res.once('close', () => {
+          injector.apply(f, req, res, view, () => undefined);
+          closedLate++;
+        });
+        return;
+      }
+      if (injector.apply(f, req, res, view, () => res.end('forwarded'))) res.end('forwarded');
+    });
+    server = server1;
+    await new Promise<void>((resolve) => server1.listen(0, '127.0.0.1', resolve));
+    const port = (server1.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/gone', agent: false });
+      req.on('error', () => resolve());
+      req.end();
+      setTimeout(() => req.destroy(), 20);
+    });
+    await until('the late fault ran', () => closedLate === 1);
+    expect(injector.stats().active).toBe(0);
+    expect(await get(port)).toMatchObject({ status: 200, body: 'forwarded' });
+    expect(injector.stats()).toMatchObject({ delaysInjected: 1, overflow: 0, active: 0 });
+  });
+
+  it('counts and flags no abort when the response had already started', async () => {
+    const injector = new FaultInjector({ random: () => 0 });
+    const f = fault({ abort: httpAbort(503) });
+    const flags: string[][] = [];
+    const server1 = createServer((req: IncomingMessage, res: ServerResponse) => {
+      const facts = attachFacts(req);
+      res.once('close', () => flags.push(facts.flags));
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('started');
+      const view = { method: req.method ?? 'GET', authority: req.headers.host ?? '', path: req.url ?? '/', lookup: headerLookup(req.headers) };
+      injector.apply(f, req, res, view, () => undefined);
+      res.end();
+    });
+    server = server1;
+    await new Promise<void>((resolve) => server1.listen(0, '127.0.0.1', resolve));
+    expect(await get((server1.address() as AddressInfo).port)).toMatchObject({ status: 200, body: 'started' });
+    await until('the response closed', () => flags.length === 1);
+    expect(flags[0]).toEqual([]);
+    expect(injector.stats().abortsInjected).toBe(0);
+  });
+
   it('answers a gRPC request with a trailers-only gRPC status', async () => {
     const injector = new FaultInjector({ random: () => 0 });
     const s = await serve(injector, fault({ abort: { errorType: { case: 'grpcStatus', value: 14 }, percentage: { numerator: 100 } } }));

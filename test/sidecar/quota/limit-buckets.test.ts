@@ -56,6 +56,55 @@ describe('LOCAL buckets', () => {
   });
 });
 
+describe('synchronous LOCAL answers (takeNow)', () => {
+  it('counts in the same buckets as consume(), with the same answers, for LOCAL limits without burst', async () => {
+    const b = new LimitBuckets(spec({ tokens: 2 }), null);
+    expect(b.answersNow).toBe(true);
+    expect(b.takeNow('k')).toEqual({ kind: 'ok', remaining: 1, resetSeconds: 60, fallback: false });
+    expect(await b.consume('k')).toEqual({ kind: 'ok', remaining: 0, resetSeconds: 60, fallback: false });
+    const over = b.takeNow('k');
+    expect(over).toMatchObject({ kind: 'over', remaining: 0, fallback: false });
+    expect(over!.resetSeconds).toBeGreaterThanOrEqual(59);
+    expect((await b.consume('k')).kind).toBe('over');
+  });
+
+  it('does not answer for limits with burst (the reserve is asked through its promise)', () => {
+    const b = new LimitBuckets(spec({ tokens: 2, burst: 1 }), null);
+    expect(b.answersNow).toBe(false);
+    expect(b.takeNow('k')).toBeNull();
+  });
+});
+
+describe('live LOCAL bucket cap', () => {
+  it('has room for a new key until the limit holds maxBuckets live buckets, and always for a live one', async () => {
+    const b = new LimitBuckets(spec({ tokens: 2 }), null, 3);
+    for (const k of ['a', 'b', 'c']) {
+      expect(b.hasRoom(k)).toBe(true);
+      await b.consume(k);
+    }
+    expect(b.size).toBe(3);
+    expect(b.hasRoom('d')).toBe(false);
+    expect(b.hasRoom('a')).toBe(true);
+  });
+
+  it('frees room when a bucket\'s window closes', async () => {
+    const b = new LimitBuckets(spec({ tokens: 2, intervalSeconds: 1 }), null, 1);
+    await b.consume('a');
+    expect(b.hasRoom('b')).toBe(false);
+    await until('the window of a to close', () => b.hasRoom('b'), 5000, 50);
+    expect(b.size).toBe(0);
+  });
+
+  it('caps the burst reserve\'s buckets too', async () => {
+    const b = new LimitBuckets(spec({ tokens: 1, burst: 5, intervalSeconds: 1 }), null, 1);
+    expect(await take(b, 'a', 2)).toEqual(['ok', 'ok']);
+    // a's main window closes, its burst reserve (10 intervals) stays: still no room for b.
+    await until('the main window of a to close', () => b.size === 0, 5000, 50);
+    expect(b.hasRoom('b')).toBe(false);
+    expect(b.hasRoom('a')).toBe(true);
+  });
+});
+
 describe('GLOBAL buckets (real redis-server)', () => {
   let redis: TestRedis;
   const stores: RedisStore[] = [];

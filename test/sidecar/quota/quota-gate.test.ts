@@ -151,3 +151,103 @@ describe('quota gate', () => {
     expect(r.headers['ratelimit']).toBeUndefined();
   });
 });
+
+describe('quota gate: several limits, bucket cap, forwarder failures', () => {
+  let server2: Server;
+  let address2: string;
+  const logs2: { msg: string; quota?: string; limit?: string; overflowed?: number; err?: { message: string } }[] = [];
+  const logger2 = pino({ level: 'info' }, { write: (line: string) => void logs2.push(JSON.parse(line) as (typeof logs2)[number]) });
+  const gate2 = new QuotaGate({ service: 'web', namespace: 'default', logger: logger2, maxLocalBuckets: 2 });
+  const call2 = (path: string, tenant: string) => httpRequest(address2, { method: 'GET', path, headers: { 'x-tenant': tenant } });
+
+  beforeAll(async () => {
+    gate2.apply([
+      quota('a-long', { tokens: 1, interval: 3600 }, { routes: [{ name: 'both', pathPrefix: '/both' }] }),
+      quota('b-short', { tokens: 1, interval: 60 }, { routes: [{ name: 'both', pathPrefix: '/both' }] }),
+      quota('capped', { tokens: 1, interval: 3600 }, { routes: [{ name: 'capped', pathPrefix: '/capped' }] }),
+      quota('throws', { tokens: 100 }, { routes: [{ name: 'throws', pathPrefix: '/throws' }] }),
+      quota('bursty', { tokens: 2, burst: 3, interval: 60 }, { routes: [{ name: 'bursty', pathPrefix: '/bursty' }] }),
+      quota('roomy', { tokens: 100 }, { routes: [{ name: 'roomy', pathPrefix: '/roomy' }] }),
+    ]);
+    server2 = createServer((req, res) => {
+      attachFacts(req);
+      let returned = false;
+      gate2.gate(req, res, () => {
+        if (req.url === '/throws') throw new Error('forwarder bug');
+        res.end(returned ? 'ok after' : 'ok during');
+      });
+      returned = true;
+    });
+    await new Promise<void>((r) => server2.listen(0, '127.0.0.1', r));
+    address2 = `127.0.0.1:${(server2.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    gate2.close();
+    await new Promise<void>((r) => server2.close(() => r()));
+  });
+
+  it('names each RateLimit-Policy and RateLimit item <quota short name>.<limit>, so same-named limits of two quotas stay apart', async () => {
+    const r = await call2('/both', 'names');
+    expect(r.status).toBe(200);
+    expect(r.headers['ratelimit-policy']).toBe('"a-long.per-tenant";q=1;w=3600, "b-short.per-tenant";q=1;w=60');
+    expect(r.headers['ratelimit']).toMatch(/^"a-long\.per-tenant";r=0;t=\d+, "b-short\.per-tenant";r=0;t=\d+$/);
+  });
+
+  it('answers a 429 refused by several limits with the Retry-After and x-ratelimit-* of the limit that resets last', async () => {
+    const r = await call2('/both', 'names');
+    expect(r.status).toBe(429);
+    const reset = Number(r.headers['retry-after']);
+    expect(reset).toBeGreaterThan(60);
+    expect(reset).toBeLessThanOrEqual(3600);
+    expect(r.headers['x-ratelimit-reset']).toBe(String(reset));
+    expect(r.headers['x-ratelimit-limit']).toBe('1');
+    expect(r.body).toBe('rate limited: quota default/a-long, limit per-tenant');
+  });
+
+  it('counts new descriptor values past the live bucket cap in one shared overflow bucket, logged once', async () => {
+    expect((await call2('/capped', 't1')).status).toBe(200);
+    expect((await call2('/capped', 't2')).status).toBe(200);
+    // The cap (2) is reached: t3 and t4 share the overflow bucket (1 token).
+    expect((await call2('/capped', 't3')).status).toBe(200);
+    expect((await call2('/capped', 't4')).status).toBe(429);
+    // Live buckets keep counting on their own.
+    expect((await call2('/capped', 't1')).status).toBe(429);
+    const stats = gate2.stats() as { quotas: Record<string, { limits: Record<string, { overflowed: number; allowed: number; limited: number }> }> };
+    expect(stats.quotas['default/capped']!.limits['per-tenant']).toMatchObject({ overflowed: 2, allowed: 3, limited: 2 });
+    const lines = logs2.filter((l) => l.msg.startsWith('quota limit has too many live buckets'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ quota: 'default/capped', limit: 'per-tenant', overflowed: 1 });
+  });
+
+  it('announces tokens + burst as the quota a window admits (q and x-ratelimit-limit), and admits that many', async () => {
+    const replies = [];
+    for (let i = 0; i < 6; i++) replies.push(await call2('/bursty', 'b'));
+    expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429]);
+    for (const r of replies) {
+      expect(r.headers['ratelimit-policy']).toBe('"bursty.per-tenant";q=5;w=60');
+      expect(r.headers['x-ratelimit-limit']).toBe('5');
+    }
+    // r counts the window's tokens; the burst reserve is not reported (rate-limiter-flexible does not expose it).
+    expect(replies.map((r) => r.headers['x-ratelimit-remaining'])).toEqual(['1', '0', '0', '0', '0', '0']);
+  });
+
+  it('admits a request counted only by LOCAL buckets without burst before gate() returns, and others once their buckets answer', async () => {
+    expect((await call2('/roomy', 'sync')).body).toBe('ok during');
+    expect((await call2('/bursty', 'sync')).body).toBe('ok after');
+  });
+
+  it('counts the result of every quota that checked a request, not only the deciding one', () => {
+    // /both: two requests of tenant "names", each checked by a-long and b-short.
+    expect(gate2.decisions().get('default/a-long')).toEqual({ ok: 1, over: 1 });
+    expect(gate2.decisions().get('default/b-short')).toEqual({ ok: 1, over: 1 });
+    expect(gate2.decisions().get('default/capped')).toEqual({ ok: 3, over: 2 });
+  });
+
+  it('answers 500 and logs the error when the forwarder throws after an admitting check', async () => {
+    const r = await call2('/throws', 'x');
+    expect(r.status).toBe(500);
+    expect(logs2.filter((l) => l.msg === 'forwarding a request after its quota check threw').map((l) => l.err?.message)).toEqual(['forwarder bug']);
+    expect(logs2.filter((l) => l.msg === 'quota check failed unexpectedly')).toHaveLength(0);
+  });
+});

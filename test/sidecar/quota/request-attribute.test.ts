@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { RequestAttributeSchema, type RequestAttribute } from '../../../xds/gen/palisade/v1/quota_pb.js';
-import { bucketKey, compileAttribute, escapeKeyPart } from '../../../sidecar/quota/request-attribute.ts';
+import { bucketKey, compileAttribute, escapeKeyPart, MAX_KEY_VALUE_BYTES, overflowKey } from '../../../sidecar/quota/request-attribute.ts';
 import type { DownstreamRequest } from '../../../sidecar/listeners/http-listener.ts';
 
 const attr = (source: RequestAttribute['source']) => create(RequestAttributeSchema, { source });
@@ -43,5 +44,21 @@ describe('descriptor extraction', () => {
     const a = bucketKey('q', 'l', ['a', 'b'], ['x|b=y', 'z']);
     const b = bucketKey('q', 'l', ['a', 'b'], ['x', 'y|b=z']);
     expect(a).not.toBe(b);
+  });
+
+  it('puts a descriptor value over 64 bytes into the bucket key as a fixed-length sha256 digest no literal value can equal', () => {
+    const short = 'a'.repeat(MAX_KEY_VALUE_BYTES);
+    expect(bucketKey('q', 'l', ['tenant'], [short])).toBe(`q|l|tenant=${short}`);
+    const long = 'a'.repeat(8192);
+    const digest = createHash('sha256').update(long).digest('base64url');
+    expect(bucketKey('q', 'l', ['tenant'], [long])).toBe(`q|l|tenant=%sha256:${digest}`);
+    expect(bucketKey('q', 'l', ['tenant'], ['b'.repeat(100_000)])).toHaveLength(`q|l|tenant=%sha256:`.length + 43);
+    // Counted in UTF-8 bytes: 22 three-byte characters are 66 bytes.
+    expect(bucketKey('q', 'l', ['tenant'], ['€'.repeat(22)])).toMatch(/^q\|l\|tenant=%sha256:/);
+    expect(bucketKey('q', 'l', ['tenant'], ['€'.repeat(21)])).toBe(`q|l|tenant=${'€'.repeat(21)}`);
+    // A literal value spelling a digest (or the overflow marker) is escaped, so it keeps its own bucket.
+    expect(bucketKey('q', 'l', ['tenant'], [`%sha256:${digest}`])).toBe(`q|l|tenant=%25sha256:${digest}`);
+    expect(bucketKey('q', 'l', ['tenant'], ['%overflow'])).not.toBe(overflowKey('q', 'l', ['tenant']));
+    expect(overflowKey('default/api', 'per-tenant', ['tenant', 'route'])).toBe('default/api|per-tenant|tenant=%overflow|route=%overflow');
   });
 });

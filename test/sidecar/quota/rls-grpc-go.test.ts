@@ -123,7 +123,7 @@ describe('grpc-go client → sidecar rate limit service', () => {
     expect(first).toMatchObject({
       overall_code: 'OK',
       statuses: [{ code: 'OK', current_limit: { name: 'per-tenant', requests_per_unit: 2, unit: 'MINUTE' }, limit_remaining: 1 }],
-      response_headers_to_add: [{ key: 'ratelimit-policy', value: '"per-tenant";q=2;w=60' }, { key: 'ratelimit', value: expect.stringMatching(/^"per-tenant";r=1;t=\d+$/) }],
+      response_headers_to_add: [{ key: 'ratelimit-policy', value: '"api.per-tenant";q=2;w=60' }, { key: 'ratelimit', value: expect.stringMatching(/^"api\.per-tenant";r=1;t=\d+$/) }],
     });
     expect((await client.call(cmd)).overall_code).toBe('OK');
     const over = await client.call(cmd);

@@ -206,12 +206,12 @@ describe('ShouldRateLimit', () => {
     const reset = Number(over.statuses[0]!.durationUntilReset!.seconds);
     expect(reset).toBeGreaterThanOrEqual(1);
     expect(reset).toBeLessThanOrEqual(10);
-    expect(headersOf(over)).toEqual({ 'retry-after': String(reset), 'ratelimit-policy': '"per-tenant";q=3;w=10', ratelimit: `"per-tenant";r=0;t=${reset}` });
+    expect(headersOf(over)).toEqual({ 'retry-after': String(reset), 'ratelimit-policy': '"api.per-tenant";q=3;w=10', ratelimit: `"api.per-tenant";r=0;t=${reset}` });
     // The bucket key is the inbound gate's, in the sidecars' Redis.
     expect(await redis.cli('GET', 'palisade:quota:shop/api|per-tenant|tenant=acme|route=rest')).toBe('4');
     expect(counters('api', 'per-tenant')).toMatchObject({ allowed: 3, limited: 1 });
     expect(stats()).toMatchObject({ requests: 4, ok: 3, overLimit: 1, errors: 0, unknownDomains: 0 });
-    expect(stats().quotas['shop/api']).toEqual({ orders: { allowed: 0, limited: 0, shadowLimited: 0, storeErrors: 0, fallbackUsed: 0 }, 'per-tenant': { allowed: 3, limited: 1, shadowLimited: 0, storeErrors: 0, fallbackUsed: 0 } });
+    expect(stats().quotas['shop/api']).toEqual({ orders: { allowed: 0, limited: 0, shadowLimited: 0, storeErrors: 0, fallbackUsed: 0, overflowed: 0 }, 'per-tenant': { allowed: 3, limited: 1, shadowLimited: 0, storeErrors: 0, fallbackUsed: 0, overflowed: 0 } });
   });
 
   it('keeps a bucket per descriptor value: the header default, another tenant and another route count apart', async () => {

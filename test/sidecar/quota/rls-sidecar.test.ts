@@ -128,7 +128,7 @@ describe('a sidecar with rateLimitService', () => {
 
   it('reports its calls in /stats rateLimitService, and the limits\' counts in quota', () => {
     const s = sidecar.stats() as { rateLimitService: unknown; quota: { quotas: Record<string, { limits: Record<string, { allowed: number; limited: number }> }> } };
-    const counts = (allowed: number, limited: number) => ({ 'per-tenant': { allowed, limited, shadowLimited: 0, storeErrors: 0, fallbackUsed: 0 } });
+    const counts = (allowed: number, limited: number) => ({ 'per-tenant': { allowed, limited, shadowLimited: 0, storeErrors: 0, fallbackUsed: 0, overflowed: 0 } });
     expect(s.rateLimitService).toEqual({ requests: 6, ok: 4, overLimit: 2, errors: 0, unknownDomains: 1, quotas: { 'default/envoy-only': counts(1, 1), 'default/shared': counts(4, 3) } });
     // The inbound gate's view: only `shared` selects web; its counters include the rate limit calls.
     expect(Object.keys(s.quota.quotas)).toEqual(['default/shared']);

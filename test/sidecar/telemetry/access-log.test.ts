@@ -3,6 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AccessLog } from '../../../sidecar/telemetry/access-log.ts';
+import { SidecarMetrics } from '../../../sidecar/telemetry/metrics.ts';
+import { parseExposition, valueOf } from './prometheus-text.ts';
 import type { RequestFacts } from '../../../sidecar/telemetry/request-facts.ts';
 import type { RequestRecord } from '../../../sidecar/telemetry/request-record.ts';
 import { until } from '../../helpers/until.ts';
@@ -107,5 +109,35 @@ describe('AccessLog', () => {
     await log.close();
     expect(lines(`${file}.1`).map((l) => l.path)).toEqual(['/before']);
     expect(lines(file).map((l) => l.path)).toEqual(['/after']);
+  });
+
+  it('drops and counts the lines that do not fit its bounded buffer while the destination is busy, and exports the count', async () => {
+    const file = tempFile();
+    const log = new AccessLog({ path: file, sampleRate: 100, alwaysLogErrors: false }, { maxBufferBytes: 1000 });
+    // One tick: the first line is being written, the rest pile up behind it past the bound.
+    const long = 'x'.repeat(400);
+    for (let i = 0; i < 50; i++) log.log(record({ path: `/${i}/${long}` }));
+    const source = { listeners: () => ({}), connections: () => ({}), clusters: () => [], policies: () => null, certificateNotAfter: () => null, xds: () => null, lastConfigUpdate: () => null };
+    const metrics = new SidecarMetrics({ source, accessLogDropped: () => log.dropped });
+    await log.close();
+    const written = lines(file).length;
+    expect(log.dropped).toBeGreaterThan(0);
+    expect(written + log.dropped).toBe(50);
+    expect(valueOf(parseExposition(await metrics.text()), 'palisade_access_log_dropped_total')).toBe(log.dropped);
+  });
+
+  it('shares one SIGHUP listener among every open access log and reopens them all', async () => {
+    const before = process.listenerCount('SIGHUP');
+    const files = [tempFile(), tempFile(), tempFile()];
+    const logs = files.map((path) => new AccessLog({ path, sampleRate: 100, alwaysLogErrors: false }));
+    expect(process.listenerCount('SIGHUP')).toBe(before + 1);
+    for (const l of logs) l.log(record());
+    await until('the first lines written', () => files.every((f) => existsSync(f) && lines(f).length === 1));
+    for (const f of files) renameSync(f, `${f}.1`);
+    process.emit('SIGHUP');
+    for (const l of logs) l.log(record({ path: '/after' }));
+    await Promise.all(logs.map((l) => l.close()));
+    for (const f of files) expect(lines(f).map((l) => l.path)).toEqual(['/after']);
+    expect(process.listenerCount('SIGHUP')).toBe(before);
   });
 });

@@ -13,6 +13,14 @@ describe('LabelBudget', () => {
     expect(b.overflowed).toBe(2);
   });
 
+  it('forgets the label sets it is told are stale, freeing their room', () => {
+    const b = new LabelBudget('m', 2);
+    expect([b.admit('x\0old'), b.admit('x\0kept'), b.admit('x\0new')]).toEqual([true, true, false]);
+    expect(b.forget((k) => k.endsWith('\0old'))).toEqual(['x\0old']);
+    expect(b.size).toBe(1);
+    expect(b.admit('x\0new')).toBe(true);
+  });
+
   it.each([0, -1, 1.5])('refuses a budget of %s', (max) => {
     expect(() => new LabelBudget('m', max)).toThrow(`maxSeriesPerMetric must be a positive integer, got ${max}`);
   });

@@ -35,7 +35,7 @@ const EMPTY_SOURCE: MetricsSource = {
 };
 
 describe('SidecarMetrics', () => {
-  it('counts requests per listener, route, cluster, code class and method, with durations, sizes, upstream errors, retries and quota decisions', async () => {
+  it('counts requests per listener, route, cluster, code class and method, with durations, sizes, upstream errors and retries, but not quota decisions (read on scrape)', async () => {
     const m = new SidecarMetrics({ source: EMPTY_SOURCE });
     for (let i = 0; i < 3; i++) m.observe(record({ facts: facts({ route: 'r1', cluster: 'c1', attempts: 1 }), bytesIn: 100, durationMs: 0.3 }));
     const uf: ResponseFlag[] = ['UF', 'URX'];
@@ -59,11 +59,12 @@ describe('SidecarMetrics', () => {
     expect(valueOf(f, 'palisade_upstream_errors_total', { listener: 'inbound', cluster: 'c2', reason: 'retry_limit_exceeded' })).toBe(2);
     expect(valueOf(f, 'palisade_upstream_retries_total', { cluster: 'c2' })).toBe(4);
     expect(valueOf(f, 'palisade_upstream_retries_total', { cluster: 'c1' })).toBeUndefined();
-    expect(valueOf(f, 'palisade_quota_decisions_total', { quota: 'per-tenant', result: 'over' })).toBe(1);
+    // The request facts' deciding quota goes to the access log; decisions are read from the gate on scrape.
+    expect(valueOf(f, 'palisade_quota_decisions_total', { quota: 'per-tenant', result: 'over' })).toBeUndefined();
     expect(sumOf(f, 'palisade_metric_label_overflow_total')).toBe(0);
   });
 
-  it('reads listener, cluster, authz, identity and xDS state on scrape', async () => {
+  it('reads listener, cluster, authz, identity, xDS and quota state on scrape', async () => {
     const notAfter = new Date(Date.now() + 3600_000);
     const m = new SidecarMetrics({
       source: {
@@ -74,6 +75,7 @@ describe('SidecarMetrics', () => {
         certificateNotAfter: () => notAfter,
         xds: () => ({ connected: true, updates: { 'type.googleapis.com/envoy.config.cluster.v3.Cluster': 2 }, nacks: { 'type.googleapis.com/envoy.config.cluster.v3.Cluster': 1 } }),
         lastConfigUpdate: () => 1_700_000_000_000,
+        quotaDecisions: () => new Map([['default/api', { ok: 5, over: 2 }], ['default/roomy', { ok: 7 }]]),
       },
     });
     const f = parseExposition(await m.text());
@@ -104,6 +106,8 @@ describe('SidecarMetrics', () => {
     expect(valueOf(f, 'palisade_xds_updates_total', { type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' })).toBe(2);
     expect(valueOf(f, 'palisade_xds_nacks_total', { type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' })).toBe(1);
     expect(valueOf(f, 'palisade_xds_last_update_timestamp_seconds')).toBe(1_700_000_000);
+    expect(valueOf(f, 'palisade_quota_decisions_total', { quota: 'default/api', result: 'over' })).toBe(2);
+    expect(sumOf(f, 'palisade_quota_decisions_total')).toBe(14);
   });
 
   it('keeps each family under its label budget with 10 000 distinct paths and route names, counting the overflow', async () => {
@@ -119,7 +123,6 @@ describe('SidecarMetrics', () => {
     expect(sumOf(f, 'palisade_requests_total')).toBe(10_000);
     expect(valueOf(f, 'palisade_metric_label_overflow_total', { metric: 'palisade_requests_total' })).toBe(9900);
     expect(valueOf(f, 'palisade_metric_label_overflow_total', { metric: 'palisade_request_duration_seconds' })).toBe(9900);
-    expect(valueOf(f, 'palisade_metric_label_overflow_total', { metric: 'palisade_quota_decisions_total' })).toBe(0);
   });
 
   it('sums the registries of several processes into one exposition (a --workers N primary)', async () => {
@@ -134,5 +137,36 @@ describe('SidecarMetrics', () => {
     expect(valueOf(f, 'palisade_active_requests', { listener: 'inbound' })).toBe(3);
     expect(valueOf(f, 'palisade_xds_connected')).toBe(1);
     expect(valueOf(f, 'palisade_xds_last_update_timestamp_seconds')).toBe(5);
+  });
+
+  it('keeps one series per code class and method under the same listener, route and cluster', async () => {
+    const m = new SidecarMetrics({ source: EMPTY_SOURCE });
+    const rc = () => facts({ route: 'r', cluster: 'c' });
+    for (const [method, status] of [['GET', 200], ['GET', 200], ['POST', 200], ['GET', 503], ['BREW', 0], ['PATCH', 101]] as const) m.observe(record({ method, status, facts: rc() }));
+    const f = parseExposition(await m.text());
+    const v = (method: string, code_class: string) => valueOf(f, 'palisade_requests_total', { listener: 'outbound', route: 'r', cluster: 'c', code_class, method });
+    expect([v('GET', '2xx'), v('POST', '2xx'), v('GET', '5xx'), v('other', '0xx'), v('PATCH', '1xx')]).toEqual([2, 1, 1, 1, 1]);
+    expect(f.get('palisade_requests_total')!.metrics).toHaveLength(5);
+  });
+
+  it('forgets clusters no longer configured: their series leave the exposition and their budget room comes back', async () => {
+    const m = new SidecarMetrics({ source: EMPTY_SOURCE, maxSeriesPerMetric: 2 });
+    m.observe(record({ facts: facts({ route: 'r', cluster: 'old', attempts: 2, flags: ['UF'] }) }));
+    m.observe(record({ facts: facts({ route: 'r', cluster: 'kept' }) }));
+    // The budget (2) is spent: a third cluster collapses into `other`.
+    m.observe(record({ facts: facts({ route: 'r', cluster: 'renamed' }) }));
+    let f = parseExposition(await m.text());
+    expect(valueOf(f, 'palisade_requests_total', { route: 'other', cluster: 'other' })).toBe(1);
+    // Configuration swap: `old` is gone, `renamed` replaced it.
+    m.retainClusters((c) => c === 'kept' || c === 'renamed');
+    m.observe(record({ facts: facts({ route: 'r', cluster: 'renamed' }) }));
+    f = parseExposition(await m.text());
+    expect(valueOf(f, 'palisade_requests_total', { cluster: 'old' })).toBeUndefined();
+    expect(valueOf(f, 'palisade_request_duration_seconds', { cluster: 'old' })).toBeUndefined();
+    expect(valueOf(f, 'palisade_upstream_errors_total', { cluster: 'old' })).toBeUndefined();
+    expect(valueOf(f, 'palisade_upstream_retries_total', { cluster: 'old' })).toBeUndefined();
+    expect(valueOf(f, 'palisade_requests_total', { route: 'r', cluster: 'kept' })).toBe(1);
+    expect(valueOf(f, 'palisade_requests_total', { route: 'r', cluster: 'renamed' })).toBe(1);
+    expect(valueOf(f, 'palisade_requests_total', { route: 'other', cluster: 'other' })).toBe(1);
   });
 });

@@ -51,7 +51,7 @@ describe('RequestTelemetry', () => {
       flag(req, 'UT');
       req.resume();
       req.on('end', () => {
-        res.writeHead(201, { 'content-type': 'text/plain' });
+        res.writeHead(201, { 'content-type': 'text/plain', 'content-length': 7 });
         res.end('created');
       });
     });
@@ -63,8 +63,8 @@ describe('RequestTelemetry', () => {
       userAgent: 'ua', forwardedFor: '10.1.1.1', remoteAddress: '127.0.0.1', bytesIn: 5, traceId: null,
     });
     expect(r.facts).toMatchObject({ route: 'r', cluster: 'c', flags: ['UT'] });
-    // Head and body of the response: more than the 7 body bytes.
-    expect(r.bytesOut).toBeGreaterThan(7);
+    // Body bytes only (the declared length of a reply no stage counted), not the head.
+    expect(r.bytesOut).toBe(7);
     expect(r.durationMs).toBeGreaterThanOrEqual(0);
     expect(Math.abs(r.startTime - Date.now())).toBeLessThan(60_000);
     const f = parseExposition(await t.metrics.text());
@@ -130,5 +130,58 @@ describe('RequestTelemetry', () => {
     expect((await send(port)).status).toBe(200);
     await until('second record', () => good.length === 2);
     expect(calls).toBe(1);
+  });
+
+  it('counts the body bytes a stage wrote and the request body bytes read, not heads or chunk framing', async () => {
+    const t = telemetry();
+    const records: RequestRecord[] = [];
+    t.addSink((r) => records.push(r));
+    const port = await serve(t, 'outbound', (req, res) => {
+      req.resume();
+      req.on('end', () => {
+        // As the forwarder does: each body chunk written is counted on the facts.
+        const facts = factsOf(req)!;
+        facts.bytesSent = 0;
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        for (const c of ['he', 'llo']) {
+          facts.bytesSent += c.length;
+          res.write(c);
+        }
+        res.end();
+      });
+    });
+    const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/', agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.write('abc');
+      req.end('defg');
+    });
+    expect(reply).toEqual({ status: 200, body: 'hello' });
+    await until('a record', () => records.length === 1);
+    expect(records[0]).toMatchObject({ bytesIn: 7, bytesOut: 5 });
+    const f = parseExposition(await t.metrics.text());
+    expect(Number(f.get('palisade_response_size_bytes')!.metrics[0]!.sum)).toBe(5);
+  });
+
+  it('catches a throw while recording (metrics, access log, span): the listener keeps serving and logs the first failure', async () => {
+    const logged: string[] = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => logged.push(line) });
+    const source = { listeners: () => ({}), connections: () => ({}), clusters: () => [], policies: () => null, certificateNotAfter: () => null, xds: () => null, lastConfigUpdate: () => null };
+    class BrokenMetrics extends SidecarMetrics {
+      override observe(): void {
+        throw new Error('metrics bug');
+      }
+    }
+    const t = new RequestTelemetry({ metrics: new BrokenMetrics({ source }), accessLog: null, tracer: null, logger });
+    const port = await serve(t, 'inbound', (_req, res) => res.end('ok'));
+    for (let i = 0; i < 3; i++) expect(await send(port)).toEqual({ status: 200, body: 'ok' });
+    await until('three failures', () => t.errors === 3);
+    expect(logged).toHaveLength(1);
+    expect(JSON.parse(logged[0]!)).toMatchObject({ level: 50, failures: 1, err: { message: 'metrics bug' } });
   });
 });
