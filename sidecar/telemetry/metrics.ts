@@ -16,7 +16,8 @@
  *
  * docs/operations.md lists every family.
  */
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, type Aggregator } from 'prom-client';
+import { HotCounter, HotHistogram, type CounterCell, type HistogramCell } from './hot-families.ts';
 import type { ListenerStats } from '../listeners/http-listener.ts';
 import type { ClusterStats } from '../upstream/upstream-cluster.ts';
 import { CODE_CLASS_COUNT, codeClassIndex, codeClass, LabelBudget, METHOD_COUNT, methodIndex, normalizeMethod, OTHER } from './label-budget.ts';
@@ -93,8 +94,14 @@ interface Snapshot {
 
 /** The per-request families of one label set, kept so a request costs one Map lookup. */
 interface RequestSeries {
-  readonly labels: { listener: string; route: string; cluster: string; code_class: string; method: string };
-  readonly durationLabels: { listener: string; route: string; cluster: string; code_class: string };
+  readonly requests: CounterCell;
+  readonly duration: HistogramCell;
+}
+
+/** The size series of one listener. */
+interface ListenerSeries {
+  readonly requestSize: HistogramCell;
+  readonly responseSize: HistogramCell;
 }
 
 export interface SidecarMetricsOptions {
@@ -120,13 +127,13 @@ export class SidecarMetrics {
    * sets are stored (a spent budget adds nothing here).
    */
   readonly #series = new Map<string, Map<string, Map<string, (RequestSeries | undefined)[]>>>();
-  readonly #byListener = new Map<string, { listener: string }>();
-  readonly #requests: Counter<'listener' | 'route' | 'cluster' | 'code_class' | 'method'>;
-  readonly #duration: Histogram<'listener' | 'route' | 'cluster' | 'code_class'>;
-  readonly #requestSize: Histogram<'listener'>;
-  readonly #responseSize: Histogram<'listener'>;
-  readonly #upstreamErrors: Counter<'listener' | 'cluster' | 'reason'>;
-  readonly #retries: Counter<'cluster'>;
+  readonly #byListener = new Map<string, ListenerSeries>();
+  readonly #requests: HotCounter;
+  readonly #duration: HotHistogram;
+  readonly #requestSize: HotHistogram;
+  readonly #responseSize: HotHistogram;
+  readonly #upstreamErrors: HotCounter;
+  readonly #retries: HotCounter;
 
   constructor(options: SidecarMetricsOptions) {
     this.#source = options.source;
@@ -142,12 +149,12 @@ export class SidecarMetrics {
     this.#errorBudget = budget('palisade_upstream_errors_total');
     this.#retryBudget = budget('palisade_upstream_retries_total');
 
-    this.#requests = new Counter({ name: 'palisade_requests_total', help: 'Requests answered, by listener, route, cluster, response code class and method.', labelNames: ['listener', 'route', 'cluster', 'code_class', 'method'], registers });
-    this.#duration = new Histogram({ name: 'palisade_request_duration_seconds', help: 'From request arrival to the end of the response, seconds.', labelNames: ['listener', 'route', 'cluster', 'code_class'], buckets: [...DURATION_BUCKETS_SECONDS], registers });
-    this.#requestSize = new Histogram({ name: 'palisade_request_size_bytes', help: 'Request body bytes read from the downstream.', labelNames: ['listener'], buckets: [...SIZE_BUCKETS_BYTES], registers });
-    this.#responseSize = new Histogram({ name: 'palisade_response_size_bytes', help: 'Response body bytes written downstream.', labelNames: ['listener'], buckets: [...SIZE_BUCKETS_BYTES], registers });
-    this.#upstreamErrors = new Counter({ name: 'palisade_upstream_errors_total', help: 'Requests that failed upstream, by reason (connect_failure, reset, timeout, overflow, no_healthy_upstream, no_cluster, retry_limit_exceeded).', labelNames: ['listener', 'cluster', 'reason'], registers });
-    this.#retries = new Counter({ name: 'palisade_upstream_retries_total', help: 'Upstream retries (attempts beyond the first).', labelNames: ['cluster'], registers });
+    this.#requests = new HotCounter({ name: 'palisade_requests_total', help: 'Requests answered, by listener, route, cluster, response code class and method.', labelNames: ['listener', 'route', 'cluster', 'code_class', 'method'], registers });
+    this.#duration = new HotHistogram({ name: 'palisade_request_duration_seconds', help: 'From request arrival to the end of the response, seconds.', labelNames: ['listener', 'route', 'cluster', 'code_class'], buckets: [...DURATION_BUCKETS_SECONDS], registers });
+    this.#requestSize = new HotHistogram({ name: 'palisade_request_size_bytes', help: 'Request body bytes read from the downstream.', labelNames: ['listener'], buckets: [...SIZE_BUCKETS_BYTES], registers });
+    this.#responseSize = new HotHistogram({ name: 'palisade_response_size_bytes', help: 'Response body bytes written downstream.', labelNames: ['listener'], buckets: [...SIZE_BUCKETS_BYTES], registers });
+    this.#upstreamErrors = new HotCounter({ name: 'palisade_upstream_errors_total', help: 'Requests that failed upstream, by reason (connect_failure, reset, timeout, overflow, no_healthy_upstream, no_cluster, retry_limit_exceeded).', labelNames: ['listener', 'cluster', 'reason'], registers });
+    this.#retries = new HotCounter({ name: 'palisade_upstream_retries_total', help: 'Upstream retries (attempts beyond the first).', labelNames: ['cluster'], registers });
     // Every check of every quota counting a request (not only the deciding one), read from the gate at scrape time; labels from configuration.
     const source = this.#source;
     new Counter({
@@ -195,17 +202,17 @@ export class SidecarMetrics {
       const lc = own || cluster === NONE ? cluster : OTHER;
       const dOwn = this.#durationBudget.admit(`${listener}\0${lr}\0${lc}\0${cls}`);
       s = {
-        labels: { listener, route: lr, cluster: lc, code_class: cls, method },
-        durationLabels: dOwn ? { listener, route: lr, cluster: lc, code_class: cls } : { listener, route: lr === NONE ? NONE : OTHER, cluster: lc === NONE ? NONE : OTHER, code_class: cls },
+        requests: this.#requests.cell({ listener, route: lr, cluster: lc, code_class: cls, method }),
+        duration: this.#duration.cell(dOwn ? { listener, route: lr, cluster: lc, code_class: cls } : { listener, route: lr === NONE ? NONE : OTHER, cluster: lc === NONE ? NONE : OTHER, code_class: cls }),
       };
       // Collapsed sets are not remembered under the new key: the next request with it is counted as an overflow too.
       if (own) this.#slotsOf(listener, route, cluster)[slot] = s;
     }
-    this.#requests.inc(s.labels);
-    this.#duration.observe(s.durationLabels, r.durationMs / 1000);
-    const ll = this.#listenerLabels(r.listener);
-    this.#requestSize.observe(ll, r.bytesIn);
-    this.#responseSize.observe(ll, r.bytesOut);
+    s.requests.value++;
+    this.#duration.observe(s.duration, r.durationMs / 1000);
+    const ls = this.#listenerSeries(r.listener);
+    this.#requestSize.observe(ls.requestSize, r.bytesIn);
+    this.#responseSize.observe(ls.responseSize, r.bytesOut);
     const flags = f.flags;
     for (let i = 0; i < flags.length; i++) {
       const reason = UPSTREAM_ERROR_REASONS[flags[i]!];
@@ -252,10 +259,13 @@ export class SidecarMetrics {
     return slots;
   }
 
-  /** `{ listener }`, made once per listener name. */
-  #listenerLabels(listener: string): { listener: string } {
+  /** The size series of a listener, made once per listener name. */
+  #listenerSeries(listener: string): ListenerSeries {
     let l = this.#byListener.get(listener);
-    if (l === undefined) this.#byListener.set(listener, (l = { listener }));
+    if (l === undefined) {
+      const labels = { listener };
+      this.#byListener.set(listener, (l = { requestSize: this.#requestSize.cell(labels), responseSize: this.#responseSize.cell(labels) }));
+    }
     return l;
   }
 

@@ -60,6 +60,18 @@ describe('AccessLog', () => {
     expect(b).toMatchObject({ listener: 'outbound', response_code: 0, response_flags: 'UF,URX', upstream_host: '127.0.0.1:9999', attempts: 2, policy: null, principal: null });
   });
 
+  it('escapes what a client controls (quotes, backslashes, control characters, non-ASCII) into valid JSON with the exact values', async () => {
+    const file = tempFile();
+    const log = new AccessLog({ path: file, sampleRate: 100, alwaysLogErrors: true });
+    const nasty = 'a"b\\c\u0001d\ne\u2028f é 😀';
+    log.log(record({ path: `/x?q=${nasty}`, userAgent: nasty, requestId: '"}{"injected":1', forwardedFor: null, facts: facts({ tenant: nasty }) }));
+    await log.close();
+    const [a] = lines(file);
+    expect(a).toMatchObject({ path: `/x?q=${nasty}`, user_agent: nasty, request_id: '"}{"injected":1', x_forwarded_for: null, tenant: nasty });
+    expect(a).not.toHaveProperty('injected');
+    expect(Object.keys(a!)).toHaveLength(26);
+  });
+
   it('samples by sampleRate and always keeps errors, denials and flagged requests when asked', async () => {
     const file = tempFile();
     // random() = 0.5: sampled in below 50 %, out at 10 %.
