@@ -28,6 +28,11 @@
  * counters must show every check allowed, none limited and (GLOBAL) no store error: a
  * GLOBAL check that fell back to the local bucket would otherwise pass for a fast one.
  *
+ * The leased cases run the same GLOBAL checks through a second RedisStore with bootstrap
+ * `quota.redis.lease` at its defaults (maxFraction 0.01, maxTokens 1000; keyPrefix
+ * `palisade:quota-leased:`): most checks take a token from the sidecar's lease of the bucket
+ * (sidecar/quota/lease.ts) and make no round trip.
+ *
  * Results: a table on stdout, JSON in bench/results/quota-<date>.json.
  */
 import { spawnSync } from 'node:child_process';
@@ -40,6 +45,7 @@ import { pino } from 'pino';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 
 import type { DownstreamRequest, DownstreamResponse } from '../../sidecar/listeners/http-listener.ts';
+import { LEASE_DEFAULTS } from '../../sidecar/quota/lease.ts';
 import { QuotaGate } from '../../sidecar/quota/quota-gate.ts';
 import { RedisStore } from '../../sidecar/quota/redis-store.ts';
 import { Quota_Scope, QuotaSchema, type Quota } from '../../xds/gen/palisade/v1/quota_pb.js';
@@ -193,6 +199,8 @@ const CASES = [
   'local check, concurrent',
   'global check, sequential',
   'global check, concurrent',
+  'global check, leased, sequential',
+  'global check, leased, concurrent',
 ] as const;
 type CaseName = (typeof CASES)[number];
 
@@ -217,22 +225,27 @@ async function main(): Promise<number> {
   const store = await RedisStore.connect({
     address: `127.0.0.1:${redis.port}`, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: env.timeoutMs, passwordFile: null,
   }, logger);
+  const leasedStore = await RedisStore.connect({
+    address: `127.0.0.1:${redis.port}`, nodes: [], cluster: false, keyPrefix: 'palisade:quota-leased:', timeoutMs: env.timeoutMs, passwordFile: null, lease: LEASE_DEFAULTS,
+  }, logger);
   const raw = new Redis({ host: '127.0.0.1', port: redis.port, enableOfflineQueue: true, lazyConnect: false });
   const samples: Record<CaseName, number[]> = Object.fromEntries(CASES.map((c) => [c, []])) as unknown as Record<CaseName, number[]>;
   const checks: Record<string, LimitStats> = {};
   try {
     await raw.ping();
-    for (let i = 0; store.client.status !== 'ready'; i++) {
+    for (let i = 0; store.client.status !== 'ready' || leasedStore.client.status !== 'ready'; i++) {
       if (i > 100) throw new Error(`the sidecar's quota store did not connect to redis on port ${redis.port}: ${store.client.status}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     const local = makeGate(Quota_Scope.LOCAL, null);
     const global = makeGate(Quota_Scope.GLOBAL, store);
+    const leased = makeGate(Quota_Scope.GLOBAL, leasedStore);
     const reqs = fakeRequests(env.tenants);
     const pick = (i: number) => reqs[i % reqs.length]!;
     // Warm-up: JIT, every bucket created, the Lua script loaded on the server.
     await timeCalls(Math.min(env.checks, 5000), 1, (i) => local.check(pick(i)));
     await timeCalls(Math.min(env.checks, 5000), 1, (i) => global.check(pick(i)));
+    await timeCalls(Math.min(env.checks, 5000), 1, (i) => leased.check(pick(i)));
     await timeCalls(Math.min(env.checks, 5000), 1, (i) => raw.incr(`bench:incr:${i % env.tenants}`));
     const script = limiterScript(raw);
     if (script === null) console.log('rate-limiter-flexible keeps its Lua script elsewhere in this version: the limiter-script cases are skipped');
@@ -250,6 +263,8 @@ async function main(): Promise<number> {
       'local check, concurrent': () => timeCalls(env.checks, env.concurrency, (i) => local.check(pick(i))),
       'global check, sequential': () => timeCalls(env.checks, 1, (i) => global.check(pick(i))),
       'global check, concurrent': () => timeCalls(env.checks, env.concurrency, (i) => global.check(pick(i))),
+      'global check, leased, sequential': () => timeCalls(env.checks, 1, (i) => leased.check(pick(i))),
+      'global check, leased, concurrent': () => timeCalls(env.checks, env.concurrency, (i) => leased.check(pick(i))),
     };
     for (let s = 0; s < env.samples; s++) {
       const order = CASES.map((_, i) => CASES[(i + s) % CASES.length]!);
@@ -263,9 +278,11 @@ async function main(): Promise<number> {
     }
     checks.local = limitStats(local);
     checks.global = limitStats(global);
+    checks.leased = limitStats(leased);
     local.gate.close();
     global.gate.close();
-    for (const [name, g] of [['local', local], ['global', global]] as const) {
+    leased.gate.close();
+    for (const [name, g] of [['local', local], ['global', global], ['leased', leased]] as const) {
       const st = checks[name]!;
       if (st.limited !== 0 || st.storeErrors !== 0 || st.fallbackUsed !== 0 || g.res.refused !== 0) {
         throw new Error(`the ${name} gate did not admit every check from its own buckets: ${JSON.stringify(st)}, refusals ${g.res.refused}`);
@@ -274,6 +291,7 @@ async function main(): Promise<number> {
   } finally {
     raw.disconnect();
     store.close();
+    leasedStore.close();
     await redis.child.stop();
   }
 
@@ -290,9 +308,10 @@ async function main(): Promise<number> {
   const globalRatio = med('global check, sequential') / rtt;
   const ratios = [
     `global check / one Redis round trip (redis-benchmark INCR, 1 client): ${fmt(globalRatio, 2)}× (target ≤ 1.50×: ${Number.isFinite(globalRatio) ? (globalRatio <= 1.5 ? 'met' : 'NOT met') : '—'})`,
+    `global check with leases / one Redis round trip: ${fmt(med('global check, leased, sequential') / rtt, 2)}× sequential; ${fmt(med('global check, leased, concurrent') / med('redis-benchmark INCR, concurrent'), 2)}× redis-benchmark INCR at ${env.concurrency} in flight`,
     `global check / raw ioredis INCR (the Node client's floor): ${fmt(med('global check, sequential') / med('ioredis INCR, sequential'), 2)}×`,
     `local check: ${fmt(med('local check, sequential'), 2)} µs sequential, ${fmt(med('local check, concurrent'), 2)} µs per check at ${env.concurrency} in flight`,
-    `gate counters: local ${JSON.stringify(checks.local)}, global ${JSON.stringify(checks.global)}`,
+    `gate counters: local ${JSON.stringify(checks.local)}, global ${JSON.stringify(checks.global)}, leased ${JSON.stringify(checks.leased)}`,
   ];
   console.log(`\n${table}\n\n${ratios.join('\n')}`);
 
@@ -303,6 +322,12 @@ async function main(): Promise<number> {
       ours: { label: 'global check (QuotaGate, Redis)', value: med('global check, sequential') },
       peer: { label: 'redis-benchmark INCR, 1 client', value: rtt }, target: { op: '<=', value: 1.5 },
       note: `${n}, one at a time; redis-benchmark PING ${fmt(med('redis-benchmark PING, 1 client'), 1)} µs`,
+    }),
+    scenario({
+      id: 'quota-global-leased-vs-redis-rtt', title: 'GLOBAL quota check with leases vs one Redis round trip', unit: 'µs', better: 'lower',
+      ours: { label: 'global check with leases (QuotaGate, Redis, quota.redis.lease defaults)', value: med('global check, leased, sequential') },
+      peer: { label: 'redis-benchmark INCR, 1 client', value: rtt }, target: { op: '<=', value: 1.5 },
+      note: `${n}, one at a time; at ${env.concurrency} in flight ${fmt(med('global check, leased, concurrent'), 2)} µs per check vs redis-benchmark INCR ${fmt(med('redis-benchmark INCR, concurrent'), 2)} µs`,
     }),
     scenario({
       id: 'quota-global-concurrent', title: `GLOBAL quota check vs Redis INCR, ${env.concurrency} in flight`, unit: 'µs', better: 'lower',

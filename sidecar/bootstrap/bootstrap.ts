@@ -29,6 +29,7 @@
  *       keyPrefix: "palisade:quota:"   # default
  *       timeout: 50ms                  # command timeout (default 50ms): slower counts as unreachable
  *       passwordFile: ./redis.pass     # optional AUTH password (first line)
+ *       lease: { maxFraction: 0.01, maxTokens: 1000 }   # optional: token leases (fewer Redis round trips; docs/quotas.md)
  *   telemetry:                         # optional (sidecar/telemetry/telemetry-config.ts, docs/operations.md)
  *     metrics: { maxSeriesPerMetric: 1000 }        # label sets per metric before new values collapse into "other"
  *     accessLog: { enabled: true, path: stdout, sampleRate: 100, alwaysLogErrors: true }   # path: stdout or a file; default off

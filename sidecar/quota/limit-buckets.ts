@@ -23,10 +23,15 @@
  * insuranceLimiter, done here so each request knows it was a fallback decision) or refuses
  * (FAIL_CLOSED).
  *
+ * GLOBAL without burst, with bootstrap `quota.redis.lease`: consumeLeased() takes from a token
+ * lease this sidecar holds for the key when it can (lease.ts); burst limits and the rate limit
+ * service (consume()) always go to Redis.
+ *
  * Instances are reused across pushes while a limit's numbers and scope are unchanged (see
  * compile-quotas.ts), so counters survive an unrelated configuration change.
  */
 import { BurstyRateLimiter, RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { Leases } from './lease.ts';
 import type { RedisStore } from './redis-store.ts';
 
 /** The burst reserve refills once per this many intervals. */
@@ -95,6 +100,8 @@ export class LimitBuckets {
   readonly #maxBuckets: number;
   /** LOCAL without burst: the main counters' store, counted synchronously (takeNow); else null. */
   readonly #now: Required<MemoryStorage> | null;
+  /** GLOBAL without burst with quota.redis.lease: the token leases; else null. */
+  readonly #leases: Leases | null;
 
   constructor(spec: LimitSpec, store: RedisStore | null, maxBuckets = MAX_LOCAL_BUCKETS_PER_LIMIT) {
     this.spec = spec;
@@ -114,6 +121,8 @@ export class LimitBuckets {
       this.#fallback = new RateLimiterMemory({ points: spec.fallbackTokens, duration, keyPrefix: '' });
       this.#records = [recordsOf(this.#fallback)];
       this.#now = null;
+      const lease = store.config.lease ?? null;
+      this.#leases = lease !== null && burst === 0 ? new Leases(main, tokens, lease, maxBuckets) : null;
     } else {
       const main = new RateLimiterMemory({ points: tokens, duration, keyPrefix: '' });
       const reserve = burst > 0 ? new RateLimiterMemory({ points: burst, duration: burstDuration, keyPrefix: '' }) : null;
@@ -121,6 +130,7 @@ export class LimitBuckets {
       this.#fallback = null;
       this.#records = reserve !== null ? [recordsOf(main), recordsOf(reserve)] : [recordsOf(main)];
       this.#now = reserve === null ? storageOf(main) : null;
+      this.#leases = null;
     }
   }
 
@@ -168,6 +178,16 @@ export class LimitBuckets {
         ? { kind: 'over', remaining: 0, resetSeconds: Math.max(1, seconds(r.msBeforeNext)), fallback: false }
         : { kind: 'store-error', error: r },
     );
+  }
+
+  /** One token from `key`: from this sidecar's lease of it when leases are on (see lease.ts), else consume(key). */
+  consumeLeased(key: string): Promise<BucketOutcome> {
+    return this.#leases !== null ? this.#leases.consume(key) : this.consume(key);
+  }
+
+  /** Keys with a lease state (0 without leases). */
+  get leases(): number {
+    return this.#leases?.size ?? 0;
   }
 
   /** The local fallback bucket of a GLOBAL limit (FAIL_OPEN while Redis is unreachable). */

@@ -11,7 +11,11 @@
  *       keyPrefix: "palisade:quota:"   # default
  *       timeout: 50ms                  # per command; default 50ms (integer ms also accepted)
  *       passwordFile: ./redis.pass     # optional: AUTH password, first line of the file
+ *       lease:                         # optional: token leases for GLOBAL buckets (lease.ts); absent: off
+ *         maxFraction: 0.01            # share of the last known remaining tokens one lease takes, (0, 1]
+ *         maxTokens: 1000              # most tokens one lease takes, 1..1000000
  */
+import { LEASE_DEFAULTS, type LeaseConfig } from './lease.ts';
 
 /** Defaults of `quota.redis`. */
 export const QUOTA_REDIS_DEFAULTS = Object.freeze({ keyPrefix: 'palisade:quota:', timeoutMs: 50 });
@@ -29,6 +33,8 @@ export interface QuotaRedisBootstrap {
   readonly timeoutMs: number;
   /** File holding the AUTH password (first line); null: no password. */
   readonly passwordFile: string | null;
+  /** Token leases of GLOBAL buckets (lease.ts); null or absent: off. */
+  readonly lease?: LeaseConfig | null;
 }
 
 export interface QuotaBootstrap {
@@ -60,7 +66,7 @@ export function parseQuotaBootstrap(v: unknown, report: (path: string, msg: stri
     report('quota.redis', `must be a mapping, got ${show(r)}`);
     return { redis: null };
   }
-  const known = ['address', 'nodes', 'cluster', 'keyPrefix', 'timeout', 'passwordFile'];
+  const known = ['address', 'nodes', 'cluster', 'keyPrefix', 'timeout', 'passwordFile', 'lease'];
   for (const k of Object.keys(r)) if (!known.includes(k)) report(`quota.redis.${k}`, `unknown field; known fields: ${known.join(', ')}`);
   let ok = true;
   const fail = (path: string, msg: string) => {
@@ -106,8 +112,27 @@ export function parseQuotaBootstrap(v: unknown, report: (path: string, msg: stri
     if (typeof r.passwordFile !== 'string' || r.passwordFile === '') fail('quota.redis.passwordFile', `must be a file path, got ${show(r.passwordFile)}`);
     else passwordFile = r.passwordFile;
   }
+  let lease: LeaseConfig | null = null;
+  if (r.lease !== undefined && r.lease !== null) {
+    if (!isObj(r.lease)) fail('quota.redis.lease', `must be a mapping (maxFraction, maxTokens), got ${show(r.lease)}`);
+    else {
+      const l = r.lease;
+      for (const k of Object.keys(l)) if (k !== 'maxFraction' && k !== 'maxTokens') fail(`quota.redis.lease.${k}`, 'unknown field; known fields: maxFraction, maxTokens');
+      let maxFraction = LEASE_DEFAULTS.maxFraction;
+      let maxTokens = LEASE_DEFAULTS.maxTokens;
+      if (l.maxFraction !== undefined) {
+        if (typeof l.maxFraction !== 'number' || !(l.maxFraction > 0 && l.maxFraction <= 1)) fail('quota.redis.lease.maxFraction', `must be a number over 0 and at most 1, got ${show(l.maxFraction)}`);
+        else maxFraction = l.maxFraction;
+      }
+      if (l.maxTokens !== undefined) {
+        if (typeof l.maxTokens !== 'number' || !Number.isInteger(l.maxTokens) || l.maxTokens < 1 || l.maxTokens > 1_000_000) fail('quota.redis.lease.maxTokens', `must be an integer 1..1000000, got ${show(l.maxTokens)}`);
+        else maxTokens = l.maxTokens;
+      }
+      lease = Object.freeze({ maxFraction, maxTokens });
+    }
+  }
   if (!ok) return { redis: null };
-  return { redis: { address, nodes, cluster, keyPrefix, timeoutMs, passwordFile } };
+  return { redis: { address, nodes, cluster, keyPrefix, timeoutMs, passwordFile, ...(lease !== null ? { lease } : {}) } };
 }
 
 function parseMs(v: unknown): number | null {

@@ -346,7 +346,7 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
   async #take(check: Check): Promise<Decided> {
     const { quota, limit } = check;
     const c = limit.counters;
-    let o: BucketOutcome = await limit.buckets.consume(quota.global ? check.key : bucketWithRoom(quota, limit, check.key, this.#log));
+    let o: BucketOutcome = await (quota.global ? limit.buckets.consumeLeased(check.key) : limit.buckets.consume(bucketWithRoom(quota, limit, check.key, this.#log)));
     let result: QuotaResult = 'ok';
     if (o.kind === 'store-error') {
       c.storeErrors++;

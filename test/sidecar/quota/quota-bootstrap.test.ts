@@ -32,7 +32,7 @@ describe('bootstrap quota section', () => {
     [{ redis: { address: 'a:1', timeout: 0 } }, 'quota.redis.timeout: must be a duration 1ms..60s ("50ms", "1s" or integer milliseconds), got 0'],
     [{ redis: { address: 'a:1', keyPrefix: '' } }, 'quota.redis.keyPrefix: must be a string of 1..128 characters without spaces, got ""'],
     [{ redis: { address: 'a:1', passwordFile: 3 } }, 'quota.redis.passwordFile: must be a file path, got 3'],
-    [{ redis: { address: 'a:1', tls: true } }, 'quota.redis.tls: unknown field; known fields: address, nodes, cluster, keyPrefix, timeout, passwordFile'],
+    [{ redis: { address: 'a:1', tls: true } }, 'quota.redis.tls: unknown field; known fields: address, nodes, cluster, keyPrefix, timeout, passwordFile, lease'],
     [{ memcached: {} }, 'quota.memcached: unknown field; known fields: redis'],
     ['redis', 'quota: must be a mapping, got "redis"'],
   ])('refuses quota %j naming the field and the value', (quota, error) => {
