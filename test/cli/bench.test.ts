@@ -51,7 +51,7 @@ describe('palisade bench', () => {
     expect(page).toContain('![GLOBAL quota check vs one Redis round trip](benchmarks/quota-global-vs-redis-rtt.svg)');
 
     const charts = (await readdir(join(dir, 'benchmarks'))).sort();
-    expect(charts).toEqual(['quota-global-concurrent.svg', 'quota-global-vs-ioredis.svg', 'quota-global-vs-redis-rtt.svg', 'quota-global-vs-script-rtt.svg', 'quota-local-vs-redis-rtt.svg']);
+    expect(charts).toEqual(['quota-global-concurrent.svg', 'quota-global-leased-vs-redis-rtt.svg', 'quota-global-vs-ioredis.svg', 'quota-global-vs-redis-rtt.svg', 'quota-global-vs-script-rtt.svg', 'quota-local-vs-redis-rtt.svg']);
     const svg = await readFile(join(dir, 'benchmarks', 'quota-global-vs-redis-rtt.svg'), 'utf8');
     expect(svg).toContain('<svg xmlns="http://www.w3.org/2000/svg" version="1.1"');
     expect(svg).toContain('id="bar-ours"');
@@ -61,7 +61,7 @@ describe('palisade bench', () => {
     expect(files).toHaveLength(1);
     expect(files[0]).toMatch(/^quota-.*\.json$/);
     const read = readScenarios(JSON.parse(await readFile(join(results, files[0]!), 'utf8')));
-    expect(read.valid && read.result.map((s) => s.id)).toEqual(['quota-global-vs-redis-rtt', 'quota-global-concurrent', 'quota-global-vs-ioredis', 'quota-global-vs-script-rtt', 'quota-local-vs-redis-rtt']);
+    expect(read.valid && read.result.map((s) => s.id)).toEqual(['quota-global-vs-redis-rtt', 'quota-global-leased-vs-redis-rtt', 'quota-global-concurrent', 'quota-global-vs-ioredis', 'quota-global-vs-script-rtt', 'quota-local-vs-redis-rtt']);
   }, 180_000);
 
   it('refuses an unknown bench with exit 2, naming it and the known ones', async () => {
