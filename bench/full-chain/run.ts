@@ -55,10 +55,10 @@ import { nginxUpstreamConf } from '../proxy/configs.ts';
 import { fixedBody } from '../proxy/node-servers.ts';
 import { CHILD_DEADLINE_MS, NGINX, NODE, REPO } from '../proxy/targets.ts';
 import { Child } from '../xds-scale/child.ts';
-import { cpuMs, machineBusyMs } from '../xds-scale/proc-stats.ts';
 import { NAMESPACE, POLICY_NAME, QUOTA_NAME, SERVICE, SERVICE_PORT, sidecarBootstrap, writePalisadeConfig } from './configs.ts';
 import { loadEnvironment, type BenchEnvironment, type TopologyName } from './environment.ts';
 import type { LoadResult, LoadSpec } from '../common/http-load.ts';
+import { cpuUsPerRequest, measureLoad } from '../common/measure-load.ts';
 
 const RESULTS = resultsDir();
 const PALISADE_CLI = join(REPO, 'cli', 'main.ts');
@@ -323,31 +323,12 @@ interface Measured {
 
 async function measure(env: BenchEnvironment, t: Running, round: number, upstreamPid: number): Promise<Measured> {
   const spec: LoadSpec = { url: t.url, headers: HEADERS, connections: env.connections, durationS: env.durationS, warmupS: env.warmupS, bodyBytes: env.bodyBytes, tls: t.tls };
-  const gen = new Child('load', NODE, [join(REPO, 'bench', 'common', 'http-load.ts'), JSON.stringify(spec)], { cwd: REPO, deadlineMs: (env.warmupS + env.durationS) * 3000 + 60_000, echoStderr: true });
-  try {
-    await gen.waitForEvent('measure', (env.warmupS + 30) * 1000);
-    const pids: Record<string, number> = { sidecar: t.sidecarPid, control: t.controlPid, upstream: upstreamPid, load: gen.pid };
-    const t0 = performance.now();
-    const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMs(p)]));
-    const m0 = machineBusyMs();
-    const result = (await gen.waitForEvent('result', env.durationS * 3000 + 30_000)) as unknown as LoadResult;
-    const windowMs = performance.now() - t0;
-    const used = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMs(p) - c0[k]!]));
-    const machine = machineBusyMs() - m0;
-    const pct = (ms: number) => Math.round((ms / windowMs) * 1000) / 10;
-    const ownMs = Object.values(used).reduce((s, v) => s + v, 0);
-    await gen.exited;
-    const quotaAfter = quotaCounters(await sidecarView(t.admin));
-    return {
-      topology: t.topology, round, load: result,
-      cpuPct: Object.fromEntries(Object.entries(used).map(([k, v]) => [k, pct(v)])),
-      proxyCpuUsPerReq: Math.round((used.sidecar! * 1000 * 10) / Math.max(1, result.responses)) / 10,
-      otherCpuPct: pct(machine - ownMs),
-      verified: t.verified, quotaAfter, accessLogLines: accessLogLines(t.accessLog),
-    };
-  } finally {
-    await gen.stop(2000);
-  }
+  const w = await measureLoad(spec, { sidecar: t.sidecarPid, control: t.controlPid, upstream: upstreamPid });
+  const quotaAfter = quotaCounters(await sidecarView(t.admin));
+  return {
+    topology: t.topology, round, load: w.load, cpuPct: w.cpuPct, proxyCpuUsPerReq: cpuUsPerRequest(w, ['sidecar']), otherCpuPct: w.otherCpuPct,
+    verified: t.verified, quotaAfter, accessLogLines: accessLogLines(t.accessLog),
+  };
 }
 
 /** What every request of a measurement must have gone through; throws naming what is missing. */

@@ -48,12 +48,12 @@ import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
 import { fixedBody } from '../proxy/node-servers.ts';
 import { CHILD_DEADLINE_MS, NGINX, NODE, REPO } from '../proxy/targets.ts';
 import { Child } from '../xds-scale/child.ts';
-import { cpuMs, machineBusyMs } from '../xds-scale/proc-stats.ts';
 import {
   CLIENT_SERVICE, NAMESPACE, nginxTlsProxyConf, nginxUpstreamConf, SERVER_SERVICE, SERVER_SERVICE_PORT, sidecarBootstrap, TRUST_DOMAIN, writePalisadeConfig,
 } from './configs.ts';
 import { loadEnvironment, type BenchEnvironment, type TopologyName } from './environment.ts';
 import type { LoadResult, LoadSpec } from '../common/http-load.ts';
+import { cpuUsPerRequest, measureLoad } from '../common/measure-load.ts';
 
 const RESULTS = resultsDir();
 const PALISADE_CLI = join(REPO, 'cli', 'main.ts');
@@ -277,37 +277,18 @@ interface Measured {
 
 async function measure(env: BenchEnvironment, t: Running, round: number, upstreamPid: number): Promise<Measured> {
   const spec: LoadSpec = { url: t.url, headers: { host: t.host }, connections: env.connections, durationS: env.durationS, warmupS: env.warmupS, bodyBytes: env.bodyBytes, tls: t.tls };
-  const gen = new Child('load', NODE, [join(REPO, 'bench', 'common', 'http-load.ts'), JSON.stringify(spec)], { cwd: REPO, deadlineMs: (env.warmupS + env.durationS) * 3000 + 60_000, echoStderr: true });
-  try {
-    await gen.waitForEvent('measure', (env.warmupS + 30) * 1000);
-    const pids: Record<string, number> = { ...t.proxies, ...t.others, upstream: upstreamPid, load: gen.pid };
-    const t0 = performance.now();
-    const c0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMs(p)]));
-    const m0 = machineBusyMs();
-    const result = (await gen.waitForEvent('result', env.durationS * 3000 + 30_000)) as unknown as LoadResult;
-    const windowMs = performance.now() - t0;
-    const used = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuMs(p) - c0[k]!]));
-    const machine = machineBusyMs() - m0;
-    const pct = (ms: number) => Math.round((ms / windowMs) * 1000) / 10;
-    const proxyMs = Object.keys(t.proxies).reduce((s, k) => s + used[k]!, 0);
-    const ownMs = Object.values(used).reduce((s, v) => s + v, 0);
-    let serverTls: unknown = null;
-    if (t.serverAdmin !== null) {
-      const res = await request(`http://${t.serverAdmin}/stats`);
-      const stats = (await res.body.json()) as { listeners?: { inbound?: { tls?: unknown } } };
-      serverTls = stats.listeners?.inbound?.tls ?? null;
-    }
-    await gen.exited;
-    return {
-      topology: t.topology, round, load: result,
-      cpuPct: Object.fromEntries(Object.entries(used).map(([k, v]) => [k, pct(v)])),
-      proxyCpuUsPerReq: Math.round((proxyMs * 1000) / Math.max(1, result.responses)),
-      otherCpuPct: pct(machine - ownMs),
-      serverTls,
-    };
-  } finally {
-    await gen.stop(2000);
+  const w = await measureLoad(spec, { ...t.proxies, ...t.others, upstream: upstreamPid });
+  let serverTls: unknown = null;
+  if (t.serverAdmin !== null) {
+    const res = await request(`http://${t.serverAdmin}/stats`);
+    const stats = (await res.body.json()) as { listeners?: { inbound?: { tls?: unknown } } };
+    serverTls = stats.listeners?.inbound?.tls ?? null;
   }
+  return {
+    topology: t.topology, round, load: w.load, cpuPct: w.cpuPct,
+    proxyCpuUsPerReq: Math.round(cpuUsPerRequest(w, Object.keys(t.proxies))),
+    otherCpuPct: w.otherCpuPct, serverTls,
+  };
 }
 
 // ---------------------------------------------------------------------------
