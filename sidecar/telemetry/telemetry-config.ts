@@ -6,7 +6,7 @@
  *
  *   telemetry:
  *     metrics:   { maxSeriesPerMetric: 1000 }
- *     accessLog: { enabled: true, path: stdout, sampleRate: 100, alwaysLogErrors: true }
+ *     accessLog: { enabled: true, path: stdout, sampleRate: 100, alwaysLogErrors: true, flushIntervalMs: 1000 }
  *     tracing:   { otlpEndpoint: http://127.0.0.1:4318/v1/traces, sampleRate: 100 }
  */
 
@@ -25,6 +25,11 @@ export interface AccessLogConfig {
   readonly sampleRate: number;
   /** Log every 4xx/5xx, denial and request with a response flag whatever the sample rate. */
   readonly alwaysLogErrors: boolean;
+  /**
+   * Lines are written once 64 KiB are buffered or this many ms after the first unwritten one
+   * (Envoy's file_flush_interval, default 1 s); 0 writes every event-loop turn's lines at once.
+   */
+  readonly flushIntervalMs?: number;
 }
 
 export interface TracingConfig {
@@ -39,6 +44,7 @@ export const TELEMETRY_DEFAULTS = Object.freeze({
   accessLogPath: 'stdout',
   sampleRate: 100,
   alwaysLogErrors: true,
+  accessLogFlushIntervalMs: 1000,
 });
 
 export const DEFAULT_TELEMETRY: TelemetryConfig = Object.freeze({
@@ -68,7 +74,7 @@ export function parseTelemetryConfig(value: unknown, report: Report): TelemetryC
   let accessLog: AccessLogConfig | null = null;
   if (value.accessLog !== undefined) {
     const a = section(value, 'accessLog', report);
-    only(a, 'telemetry.accessLog', ['enabled', 'path', 'sampleRate', 'alwaysLogErrors'], report);
+    only(a, 'telemetry.accessLog', ['enabled', 'path', 'sampleRate', 'alwaysLogErrors', 'flushIntervalMs'], report);
     const enabled = bool(a, 'enabled', 'telemetry.accessLog.enabled', report) ?? true;
     let path: string = TELEMETRY_DEFAULTS.accessLogPath;
     if (a.path !== undefined) {
@@ -77,7 +83,8 @@ export function parseTelemetryConfig(value: unknown, report: Report): TelemetryC
     }
     const sampleRate = percent(a, 'sampleRate', 'telemetry.accessLog.sampleRate', report) ?? TELEMETRY_DEFAULTS.sampleRate;
     const alwaysLogErrors = bool(a, 'alwaysLogErrors', 'telemetry.accessLog.alwaysLogErrors', report) ?? TELEMETRY_DEFAULTS.alwaysLogErrors;
-    if (enabled) accessLog = Object.freeze({ path, sampleRate, alwaysLogErrors });
+    const flushIntervalMs = int(a, 'flushIntervalMs', 'telemetry.accessLog.flushIntervalMs', 0, 60_000, report) ?? TELEMETRY_DEFAULTS.accessLogFlushIntervalMs;
+    if (enabled) accessLog = Object.freeze({ path, sampleRate, alwaysLogErrors, flushIntervalMs });
   }
 
   let tracing: TracingConfig | null = null;

@@ -18,9 +18,10 @@ describe('telemetry bootstrap section', () => {
 
   it.each([
     [{ metrics: { maxSeriesPerMetric: 50 } }, { metrics: { maxSeriesPerMetric: 50 }, accessLog: null, tracing: null }],
-    [{ accessLog: {} }, { metrics: { maxSeriesPerMetric: 1000 }, accessLog: { path: 'stdout', sampleRate: 100, alwaysLogErrors: true }, tracing: null }],
+    [{ accessLog: {} }, { metrics: { maxSeriesPerMetric: 1000 }, accessLog: { path: 'stdout', sampleRate: 100, alwaysLogErrors: true, flushIntervalMs: 1000 }, tracing: null }],
     [{ accessLog: { enabled: false, path: '/tmp/x.log' } }, { metrics: { maxSeriesPerMetric: 1000 }, accessLog: null, tracing: null }],
-    [{ accessLog: { path: '/var/log/palisade/access.log', sampleRate: 12.5, alwaysLogErrors: false } }, { metrics: { maxSeriesPerMetric: 1000 }, accessLog: { path: '/var/log/palisade/access.log', sampleRate: 12.5, alwaysLogErrors: false }, tracing: null }],
+    [{ accessLog: { path: '/var/log/palisade/access.log', sampleRate: 12.5, alwaysLogErrors: false } }, { metrics: { maxSeriesPerMetric: 1000 }, accessLog: { path: '/var/log/palisade/access.log', sampleRate: 12.5, alwaysLogErrors: false, flushIntervalMs: 1000 }, tracing: null }],
+    [{ accessLog: { flushIntervalMs: 0 } }, { metrics: { maxSeriesPerMetric: 1000 }, accessLog: { path: 'stdout', sampleRate: 100, alwaysLogErrors: true, flushIntervalMs: 0 }, tracing: null }],
     [{ tracing: { otlpEndpoint: 'http://127.0.0.1:4318/v1/traces' } }, { metrics: { maxSeriesPerMetric: 1000 }, accessLog: null, tracing: { otlpEndpoint: 'http://127.0.0.1:4318/v1/traces', sampleRate: 100 } }],
     [{ tracing: { otlpEndpoint: 'https://otel.example:4318/v1/traces', sampleRate: 1 } }, { metrics: { maxSeriesPerMetric: 1000 }, accessLog: null, tracing: { otlpEndpoint: 'https://otel.example:4318/v1/traces', sampleRate: 1 } }],
   ])('accepts %j', (value, expected) => {
@@ -38,7 +39,9 @@ describe('telemetry bootstrap section', () => {
     [{ accessLog: { sampleRate: 101 } }, 'telemetry.accessLog.sampleRate: must be a percentage 0..100, got 101'],
     [{ accessLog: { path: '' } }, 'telemetry.accessLog.path: must be "stdout" or a file path, got ""'],
     [{ accessLog: { enabled: 'yes' } }, 'telemetry.accessLog.enabled: must be true or false, got "yes"'],
-    [{ accessLog: { format: 'json' } }, 'telemetry.accessLog.format: unknown field; known fields: enabled, path, sampleRate, alwaysLogErrors'],
+    [{ accessLog: { format: 'json' } }, 'telemetry.accessLog.format: unknown field; known fields: enabled, path, sampleRate, alwaysLogErrors, flushIntervalMs'],
+    [{ accessLog: { flushIntervalMs: 60_001 } }, 'telemetry.accessLog.flushIntervalMs: must be an integer 0..60000, got 60001'],
+    [{ accessLog: { flushIntervalMs: '1s' } }, 'telemetry.accessLog.flushIntervalMs: must be an integer 0..60000, got "1s"'],
     [{ accessLog: 'stdout' }, 'telemetry.accessLog: must be a mapping, got "stdout"'],
     [{ tracing: {} }, 'telemetry.tracing.otlpEndpoint: missing required field (an http:// or https:// URL)'],
     [{ tracing: { otlpEndpoint: 'grpc://127.0.0.1:4317' } }, 'telemetry.tracing.otlpEndpoint: must be an http:// or https:// URL, got "grpc://127.0.0.1:4317"'],
@@ -53,7 +56,7 @@ describe('telemetry bootstrap section', () => {
     if (!r.valid) return;
     expect(r.result.telemetry).toEqual({
       metrics: { maxSeriesPerMetric: 1000 },
-      accessLog: { path: 'stdout', sampleRate: 5, alwaysLogErrors: true },
+      accessLog: { path: 'stdout', sampleRate: 5, alwaysLogErrors: true, flushIntervalMs: 1000 },
       tracing: { otlpEndpoint: 'http://127.0.0.1:4318/v1/traces', sampleRate: 100 },
     });
     expect(Object.isFrozen(r.result.telemetry.accessLog)).toBe(true);
