@@ -28,10 +28,12 @@
  * counters must show every check allowed, none limited and (GLOBAL) no store error: a
  * GLOBAL check that fell back to the local bucket would otherwise pass for a fast one.
  *
- * The leased cases run the same GLOBAL checks through a second RedisStore with bootstrap
- * `quota.redis.lease` at its defaults (maxFraction 0.01, maxTokens 1000; keyPrefix
- * `palisade:quota-leased:`): most checks take a token from the sidecar's lease of the bucket
- * (sidecar/quota/lease.ts) and make no round trip.
+ * Both stores are configured as a bootstrap's `quota.redis` would be (parseQuotaBootstrap). The
+ * plain GLOBAL cases set `lease: false`: every check is one round trip. The leased cases run
+ * the same GLOBAL checks through a second RedisStore with `quota.redis.lease` left out, so at
+ * its defaults, on (maxFraction 0.01, maxTokens 1000; keyPrefix `palisade:quota-leased:`):
+ * most checks take a token from the sidecar's lease of the bucket (sidecar/quota/lease.ts) and
+ * make no round trip.
  *
  * Results: a table on stdout, JSON in bench/results/quota-<date>.json.
  */
@@ -46,6 +48,7 @@ import { RateLimiterRedis } from 'rate-limiter-flexible';
 
 import type { DownstreamRequest, DownstreamResponse } from '../../sidecar/listeners/http-listener.ts';
 import { LEASE_DEFAULTS } from '../../sidecar/quota/lease.ts';
+import { parseQuotaBootstrap, type QuotaRedisBootstrap } from '../../sidecar/quota/quota-bootstrap.ts';
 import { QuotaGate } from '../../sidecar/quota/quota-gate.ts';
 import { RedisStore } from '../../sidecar/quota/redis-store.ts';
 import { Quota_Scope, QuotaSchema, type Quota } from '../../xds/gen/palisade/v1/quota_pb.js';
@@ -77,6 +80,14 @@ async function startRedis(): Promise<RedisServer> {
   ], { deadlineMs: CHILD_DEADLINE_MS, echoStderr: true });
   await child.waitForLine('redis-server ready', 15_000, (l) => (l.includes('Ready to accept connections') ? true : undefined));
   return { port, child };
+}
+
+/** A `quota.redis` bootstrap section, validated as the sidecar validates it. */
+function quotaRedis(section: Record<string, unknown>): QuotaRedisBootstrap {
+  const problems: string[] = [];
+  const parsed = parseQuotaBootstrap({ redis: section }, (path, msg) => void problems.push(`${path}: ${msg}`));
+  if (parsed.redis === null) throw new Error(`bench quota.redis: ${problems.join('; ')}`);
+  return parsed.redis;
 }
 
 /**
@@ -222,12 +233,10 @@ async function main(): Promise<number> {
 
   const redis = await startRedis();
   const logger = pino({ level: 'silent' });
-  const store = await RedisStore.connect({
-    address: `127.0.0.1:${redis.port}`, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: env.timeoutMs, passwordFile: null,
-  }, logger);
-  const leasedStore = await RedisStore.connect({
-    address: `127.0.0.1:${redis.port}`, nodes: [], cluster: false, keyPrefix: 'palisade:quota-leased:', timeoutMs: env.timeoutMs, passwordFile: null, lease: LEASE_DEFAULTS,
-  }, logger);
+  // Plain: `lease: false` (one round trip per check); leased: the bootstrap's default.
+  const store = await RedisStore.connect(quotaRedis({ address: `127.0.0.1:${redis.port}`, timeout: env.timeoutMs, lease: false }), logger);
+  const leasedStore = await RedisStore.connect(quotaRedis({ address: `127.0.0.1:${redis.port}`, timeout: env.timeoutMs, keyPrefix: 'palisade:quota-leased:' }), logger);
+  if (JSON.stringify(leasedStore.config.lease) !== JSON.stringify(LEASE_DEFAULTS)) throw new Error(`the leased cases expect quota.redis.lease on by default, got ${JSON.stringify(leasedStore.config.lease)}`);
   const raw = new Redis({ host: '127.0.0.1', port: redis.port, enableOfflineQueue: true, lazyConnect: false });
   const samples: Record<CaseName, number[]> = Object.fromEntries(CASES.map((c) => [c, []])) as unknown as Record<CaseName, number[]>;
   const checks: Record<string, LimitStats> = {};

@@ -29,10 +29,10 @@
  *       keyPrefix: "palisade:quota:"   # default
  *       timeout: 50ms                  # command timeout (default 50ms): slower counts as unreachable
  *       passwordFile: ./redis.pass     # optional AUTH password (first line)
- *       lease: { maxFraction: 0.01, maxTokens: 1000 }   # optional: token leases (fewer Redis round trips; docs/quotas.md)
+ *       lease: { maxFraction: 0.01, maxTokens: 1000 }   # token leases, on by default (false: off; fewer Redis round trips; docs/quotas.md)
  *   telemetry:                         # optional (sidecar/telemetry/telemetry-config.ts, docs/operations.md)
  *     metrics: { maxSeriesPerMetric: 1000 }        # label sets per metric before new values collapse into "other"
- *     accessLog: { enabled: true, path: stdout, sampleRate: 100, alwaysLogErrors: true }   # path: stdout or a file; default off
+ *     accessLog: { enabled: true, path: stdout, sampleRate: 100, alwaysLogErrors: true, flushIntervalMs: 1000 }   # path: stdout or a file; default off
  *     tracing: { otlpEndpoint: http://127.0.0.1:4318/v1/traces, sampleRate: 100 }          # OTLP/HTTP; default off
  *   overload:                          # optional: the overload manager (sidecar/overload/overload-config.ts, docs/sidecar.md); default off
  *     maxActiveRequests: 1000          # and/or maxHeapBytes, maxConnections, maxEventLoopDelayMs; shedAt: 95, stopAcceptingAt: 100

@@ -1,6 +1,6 @@
 /**
- * Token leases of GLOBAL buckets (bootstrap `quota.redis.lease`; off when absent): fewer Redis
- * round trips per check.
+ * Token leases of GLOBAL buckets (bootstrap `quota.redis.lease`; on by default, off with
+ * `lease: false`): fewer Redis round trips per check.
  *
  * A lease is a count of tokens this sidecar already took from a Redis bucket for the bucket's
  * current window, valid until that window ends (now − send time + the answer's msBeforeNext,

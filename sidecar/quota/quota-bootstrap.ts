@@ -11,9 +11,15 @@
  *       keyPrefix: "palisade:quota:"   # default
  *       timeout: 50ms                  # per command; default 50ms (integer ms also accepted)
  *       passwordFile: ./redis.pass     # optional: AUTH password, first line of the file
- *       lease:                         # optional: token leases for GLOBAL buckets (lease.ts); absent: off
+ *       lease:                         # token leases for GLOBAL buckets (lease.ts); absent or true: on, defaults
  *         maxFraction: 0.01            # share of the last known remaining tokens one lease takes, (0, 1]
  *         maxTokens: 1000              # most tokens one lease takes, 1..1000000
+ *       # lease: false                 # off: every GLOBAL check is one Redis round trip
+ *
+ * Leases are on by default: a sidecar takes a slice of a Redis bucket per round trip instead of
+ * one token per check, the model of Envoy's rate limit quota service (RLQS), where the quota
+ * server assigns proxies token buckets with an expiry. Without them a GLOBAL check costs about
+ * two Redis round trips, with them far from the limit a fraction of one (docs/quotas.md).
  */
 import { LEASE_DEFAULTS, type LeaseConfig } from './lease.ts';
 
@@ -33,8 +39,8 @@ export interface QuotaRedisBootstrap {
   readonly timeoutMs: number;
   /** File holding the AUTH password (first line); null: no password. */
   readonly passwordFile: string | null;
-  /** Token leases of GLOBAL buckets (lease.ts); null or absent: off. */
-  readonly lease?: LeaseConfig | null;
+  /** Token leases of GLOBAL buckets (lease.ts); null: off (`lease: false`), every check one round trip. */
+  readonly lease: LeaseConfig | null;
 }
 
 export interface QuotaBootstrap {
@@ -112,9 +118,10 @@ export function parseQuotaBootstrap(v: unknown, report: (path: string, msg: stri
     if (typeof r.passwordFile !== 'string' || r.passwordFile === '') fail('quota.redis.passwordFile', `must be a file path, got ${show(r.passwordFile)}`);
     else passwordFile = r.passwordFile;
   }
-  let lease: LeaseConfig | null = null;
-  if (r.lease !== undefined && r.lease !== null) {
-    if (!isObj(r.lease)) fail('quota.redis.lease', `must be a mapping (maxFraction, maxTokens), got ${show(r.lease)}`);
+  let lease: LeaseConfig | null = LEASE_DEFAULTS;
+  if (r.lease === false) lease = null;
+  else if (r.lease !== undefined && r.lease !== true) {
+    if (!isObj(r.lease)) fail('quota.redis.lease', `must be a mapping (maxFraction, maxTokens), true (on, defaults) or false (off), got ${show(r.lease)}`);
     else {
       const l = r.lease;
       for (const k of Object.keys(l)) if (k !== 'maxFraction' && k !== 'maxTokens') fail(`quota.redis.lease.${k}`, 'unknown field; known fields: maxFraction, maxTokens');
@@ -132,7 +139,7 @@ export function parseQuotaBootstrap(v: unknown, report: (path: string, msg: stri
     }
   }
   if (!ok) return { redis: null };
-  return { redis: { address, nodes, cluster, keyPrefix, timeoutMs, passwordFile, ...(lease !== null ? { lease } : {}) } };
+  return { redis: { address, nodes, cluster, keyPrefix, timeoutMs, passwordFile, lease } };
 }
 
 function parseMs(v: unknown): number | null {

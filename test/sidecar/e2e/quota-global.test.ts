@@ -1,9 +1,10 @@
 /**
- * GLOBAL quotas end to end: a real redis-server shared by three `palisade sidecar` processes
- * and one in-process sidecar, all configured by a real ADS server; a real workload behind
- * them. The shared bucket admits exactly its limit across the sidecars; with Redis killed
- * mid-load FAIL_OPEN admits through the local fallback bucket only and FAIL_CLOSED answers
- * 429; with Redis back the buckets are global again.
+ * GLOBAL quotas end to end, token leases off (`quota.redis.lease: false`, one Redis round trip
+ * per check; the default, leases on, is quota-lease.test.ts'): a real redis-server shared by
+ * three `palisade sidecar` processes and one in-process sidecar, all configured by a real ADS
+ * server; a real workload behind them. The shared bucket admits exactly its limit across the
+ * sidecars; with Redis killed mid-load FAIL_OPEN admits through the local fallback bucket only
+ * and FAIL_CLOSED answers 429; with Redis back the buckets are global again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
@@ -45,8 +46,9 @@ beforeAll(async () => {
   workload = await startWorkload();
   xds = await QuotaXds.start();
   xds.push(QUOTAS);
-  processes = await Promise.all([1, 2, 3].map((i) => spawnSidecar(dir, `web-${i}`, xds.address, workload.port, redis.address, children)));
-  local = await startSidecar(xds.address, workload.port, { id: 'web-4', redis: redis.address });
+  // lease: false: these cases count one Redis round trip per check (leases: quota-lease.test.ts).
+  processes = await Promise.all([1, 2, 3].map((i) => spawnSidecar(dir, `web-${i}`, xds.address, workload.port, redis.address, children, { lease: false })));
+  local = await startSidecar(xds.address, workload.port, { id: 'web-4', redis: redis.address, lease: false });
   await until('the in-process sidecar connected to redis', () => localStats().redis.connected, 10_000);
 }, 150_000);
 

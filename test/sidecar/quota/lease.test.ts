@@ -3,12 +3,12 @@
  * round trip (counted with INFO commandstats), leases end with their window, shrink as the
  * bucket empties, one consume per key is in flight, a refused lease gives back what the window
  * could not hold, and a held lease outlives a Redis outage until its window ends. Also the
- * bootstrap's `quota.redis.lease`.
+ * bootstrap's `quota.redis.lease`: on by default, off with `lease: false`.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { LimitBuckets, type LimitSpec } from '../../../sidecar/quota/limit-buckets.ts';
-import type { LeaseConfig } from '../../../sidecar/quota/lease.ts';
+import { LEASE_DEFAULTS, type LeaseConfig } from '../../../sidecar/quota/lease.ts';
 import { parseQuotaBootstrap } from '../../../sidecar/quota/quota-bootstrap.ts';
 import { RedisStore } from '../../../sidecar/quota/redis-store.ts';
 import { startRedis, type TestRedis } from '../../helpers/redis.ts';
@@ -153,32 +153,74 @@ describe('GLOBAL buckets with token leases (real redis-server)', () => {
     expect(Number(await redis.cli('GET', 'palisade:quota:a'))).toBeGreaterThan(3);
   });
 
-  it('is off without quota.redis.lease: every check is one consume of one token', async () => {
-    const b = new LimitBuckets(spec({ tokens: 100 }), await store(null));
-    for (let i = 0; i < 5; i++) await b.consumeLeased(KEY);
-    expect(await counter()).toBe(5);
+  /** A store connected with the bootstrap's parse of `quota.redis` (this redis-server's address plus `fields`). */
+  async function storeFromBootstrap(fields: Record<string, unknown>): Promise<RedisStore> {
+    const parsed = parseQuotaBootstrap({ redis: { address: redis.address, timeout: 200, ...fields } }, (p, m) => {
+      throw new Error(`${p}: ${m}`);
+    });
+    const s = await RedisStore.connect(parsed.redis!, pino({ level: 'silent' }));
+    stores.push(s);
+    await until('redis connected', () => s.connected, 5000);
+    return s;
+  }
+
+  it('is on by default (no quota.redis.lease): checks after the first take from a lease of 1% of the remaining tokens', async () => {
+    const b = new LimitBuckets(spec({ tokens: 10_000 }), await storeFromBootstrap({}));
+    for (let i = 0; i < 3; i++) expect((await b.consumeLeased(KEY)).kind).toBe('ok');
+    // One token, then 99 (the check's and a lease of 98) of which the third check took one.
+    expect(await counter()).toBe(100);
+    expect(b.leases).toBe(1);
+  });
+
+  it('is off with quota.redis.lease: false: every check is one consume of one token', async () => {
+    const b = new LimitBuckets(spec({ tokens: 10_000 }), await storeFromBootstrap({ lease: false }));
+    expect((await b.consumeLeased(KEY)).kind).toBe('ok');
+    await redis.cli('CONFIG', 'RESETSTAT');
+    for (let i = 0; i < 5; i++) expect((await b.consumeLeased(KEY)).kind).toBe('ok');
+    expect(await counter()).toBe(6);
+    expect(await scriptCalls()).toBe(5);
+    expect(b.leases).toBe(0);
   });
 });
 
 describe('bootstrap quota.redis.lease', () => {
   const parse = (lease: unknown) => {
     const errors: string[] = [];
-    const r = parseQuotaBootstrap({ redis: { address: '127.0.0.1:6379', lease } }, (p, m) => void errors.push(`${p}: ${m}`));
+    const r = parseQuotaBootstrap({ redis: { address: '127.0.0.1:6379', ...(lease !== undefined ? { lease } : {}) } }, (p, m) => void errors.push(`${p}: ${m}`));
     return { lease: r.redis?.lease, errors };
   };
+  const MESSAGE = 'quota.redis.lease: must be a mapping (maxFraction, maxTokens), true (on, defaults) or false (off), got';
 
-  it('defaults maxFraction to 0.01 and maxTokens to 1000, and is absent (off) when not set', () => {
-    expect(parse({})).toEqual({ lease: { maxFraction: 0.01, maxTokens: 1000 }, errors: [] });
-    expect(parse({ maxFraction: 0.1, maxTokens: 50 })).toEqual({ lease: { maxFraction: 0.1, maxTokens: 50 }, errors: [] });
-    expect(parse(undefined)).toEqual({ lease: undefined, errors: [] });
+  it.each([
+    ['absent', undefined, LEASE_DEFAULTS],
+    ['true', true, LEASE_DEFAULTS],
+    ['an empty mapping', {}, LEASE_DEFAULTS],
+    ['maxFraction only', { maxFraction: 0.1 }, { maxFraction: 0.1, maxTokens: 1000 }],
+    ['maxTokens only', { maxTokens: 50 }, { maxFraction: 0.01, maxTokens: 50 }],
+    ['both fields', { maxFraction: 1, maxTokens: 1_000_000 }, { maxFraction: 1, maxTokens: 1_000_000 }],
+    ['false', false, null],
+  ])('accepts lease %s as %j', (_name, lease, expected) => {
+    const r = parse(lease);
+    expect(r).toEqual({ lease: expected, errors: [] });
+    if (r.lease) expect(Object.isFrozen(r.lease)).toBe(true);
+  });
+
+  it('defaults to maxFraction 0.01 and maxTokens 1000', () => {
+    expect(LEASE_DEFAULTS).toEqual({ maxFraction: 0.01, maxTokens: 1000 });
   });
 
   it.each([
     [{ maxFraction: 0 }, 'quota.redis.lease.maxFraction: must be a number over 0 and at most 1, got 0'],
     [{ maxFraction: 1.5 }, 'quota.redis.lease.maxFraction: must be a number over 0 and at most 1, got 1.5'],
+    [{ maxFraction: '1%' }, 'quota.redis.lease.maxFraction: must be a number over 0 and at most 1, got "1%"'],
     [{ maxTokens: 2.5 }, 'quota.redis.lease.maxTokens: must be an integer 1..1000000, got 2.5'],
+    [{ maxTokens: 0 }, 'quota.redis.lease.maxTokens: must be an integer 1..1000000, got 0'],
     [{ size: 3 }, 'quota.redis.lease.size: unknown field; known fields: maxFraction, maxTokens'],
-    ['big', 'quota.redis.lease: must be a mapping (maxFraction, maxTokens), got "big"'],
+    ['big', `${MESSAGE} "big"`],
+    ['off', `${MESSAGE} "off"`],
+    [0, `${MESSAGE} 0`],
+    [null, `${MESSAGE} null`],
+    [[], `${MESSAGE} []`],
   ])('refuses lease %j naming the field and the value', (lease, error) => {
     expect(parse(lease)).toEqual({ lease: undefined, errors: [error] });
   });

@@ -111,7 +111,7 @@ describe('GLOBAL buckets (real redis-server)', () => {
   const log = pino({ level: 'silent' });
 
   async function store(logger = log): Promise<RedisStore> {
-    const s = await RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: 200, passwordFile: null }, logger);
+    const s = await RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: 200, passwordFile: null, lease: null }, logger);
     stores.push(s);
     await until('redis connected', () => s.connected, 5000);
     return s;
@@ -138,7 +138,7 @@ describe('GLOBAL buckets (real redis-server)', () => {
   });
 
   it('keeps the burst reserve in Redis too, under keyPrefix + "burst:" (a ":" ends a prefix without one)', async () => {
-    const s = await RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'pq', timeoutMs: 200, passwordFile: null }, log);
+    const s = await RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'pq', timeoutMs: 200, passwordFile: null, lease: null }, log);
     stores.push(s);
     await until('redis connected', () => s.connected, 5000);
     const b = new LimitBuckets(spec({ tokens: 2, burst: 2, scope: 'GLOBAL' }), s);
@@ -180,7 +180,7 @@ describe('GLOBAL buckets on a Redis Cluster (three real redis-server masters)', 
 
   it('shares buckets between sidecars through the cluster', async () => {
     const connect = async () => {
-      const s = await RedisStore.connect({ address: null, nodes: cluster.nodes, cluster: true, keyPrefix: 'palisade:quota:', timeoutMs: 500, passwordFile: null }, pino({ level: 'silent' }));
+      const s = await RedisStore.connect({ address: null, nodes: cluster.nodes, cluster: true, keyPrefix: 'palisade:quota:', timeoutMs: 500, passwordFile: null, lease: null }, pino({ level: 'silent' }));
       stores.push(s);
       await until('cluster connected', () => s.connected, 10_000, 20);
       return s;
@@ -215,14 +215,14 @@ describe('a Redis that requires a password (quota.redis.passwordFile)', () => {
     const file = join(dir, 'redis.pass');
     await writeFile(`${file}.tmp`, 'quota-secret\nignored\n');
     await rename(`${file}.tmp`, file);
-    store = await RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: 200, passwordFile: file }, pino({ level: 'silent' }));
+    store = await RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: 200, passwordFile: file, lease: null }, pino({ level: 'silent' }));
     await until('redis connected', () => store!.connected, 5000);
     const b = new LimitBuckets(spec({ tokens: 1, scope: 'GLOBAL' }), store);
     expect(await take(b, 'k', 2)).toEqual(['ok', 'over']);
   });
 
   it('refuses to start with a password file it cannot read, naming the field', async () => {
-    await expect(RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'p:', timeoutMs: 50, passwordFile: join(dir, 'missing') }, pino({ level: 'silent' })))
+    await expect(RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'p:', timeoutMs: 50, passwordFile: join(dir, 'missing'), lease: null }, pino({ level: 'silent' })))
       .rejects.toThrow(/^quota\.redis\.passwordFile: cannot read .*missing/);
   });
 });

@@ -99,9 +99,15 @@ function bootstrapDoc(id: string, xds: string, workloadPort: number, redis: stri
   };
 }
 
-/** An in-process sidecar of SERVICE; resolves once ready (its first Quota state in force). */
-export async function startSidecar(xds: string, workloadPort: number, o: { id?: string; redis?: string | null; pressure?: () => number } = {}): Promise<{ sidecar: Sidecar; addresses: SidecarAddresses }> {
-  const parsed = parseBootstrap(bootstrapDoc(o.id ?? 'web-1', xds, workloadPort, o.redis ?? null));
+/** `quota.redis.lease` of a test sidecar: absent (undefined) gives the bootstrap's default, leases on. */
+const leaseField = (lease: unknown): Record<string, unknown> => (lease !== undefined ? { lease } : {});
+
+/**
+ * An in-process sidecar of SERVICE; resolves once ready (its first Quota state in force).
+ * `lease`: its `quota.redis.lease` (false: every GLOBAL check one Redis round trip); left out: the default, on.
+ */
+export async function startSidecar(xds: string, workloadPort: number, o: { id?: string; redis?: string | null; lease?: unknown; pressure?: () => number } = {}): Promise<{ sidecar: Sidecar; addresses: SidecarAddresses }> {
+  const parsed = parseBootstrap(bootstrapDoc(o.id ?? 'web-1', xds, workloadPort, o.redis ?? null, leaseField(o.lease)));
   if (!parsed.valid) throw new Error(parsed.errors.join('\n'));
   const sidecar = new Sidecar({
     bootstrap: parsed.result, logger: pino({ level: 'silent' }), version: 'test', drainTimeoutMs: 1000,
@@ -112,10 +118,10 @@ export async function startSidecar(xds: string, workloadPort: number, o: { id?: 
   return { sidecar, addresses };
 }
 
-/** A `palisade sidecar` process of SERVICE; resolves with its inbound and admin addresses once ready. */
-export async function spawnSidecar(dir: string, id: string, xds: string, workloadPort: number, redis: string, children: ChildProcess[]): Promise<{ inbound: string; admin: string }> {
+/** A `palisade sidecar` process of SERVICE; resolves with its inbound and admin addresses once ready. `lease` as startSidecar's. */
+export async function spawnSidecar(dir: string, id: string, xds: string, workloadPort: number, redis: string, children: ChildProcess[], o: { lease?: unknown } = {}): Promise<{ inbound: string; admin: string }> {
   const file = join(dir, `${id}.json`);
-  await writeFile(`${file}.tmp`, JSON.stringify(bootstrapDoc(id, xds, workloadPort, redis)));
+  await writeFile(`${file}.tmp`, JSON.stringify(bootstrapDoc(id, xds, workloadPort, redis, leaseField(o.lease))));
   await rename(`${file}.tmp`, file);
   const child = spawn(process.execPath, [CLI, 'sidecar', '--bootstrap', file, '--log-level', 'warn', '--drain-timeout', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
