@@ -16,7 +16,11 @@
  * another order are a (harmless) miss. Error decisions are not cached: a transient failure
  * must not outlive its request.
  *
- * LRU on a Map: insertion order is recency; a hit re-inserts, the oldest key is evicted. O(1).
+ * LRU on a Map: insertion order is recency, the oldest key is evicted. O(1). A hit re-inserts
+ * its key only when at least half the capacity was inserted since it last was: a hot key is
+ * then not moved on every request (two Map operations per hit), and still cannot reach the
+ * old end unrefreshed — an entry hit at least once every maxEntries/2 insertions is never
+ * evicted, so eviction is least-recently-used within a factor of two.
  */
 import type { Decision } from './decision.ts';
 import { PolicyInvalidOptionError } from './errors.ts';
@@ -31,6 +35,12 @@ export interface DecisionCacheOptions {
 export const DEFAULT_MAX_ENTRIES = 10_000;
 
 type Accessor = (input: unknown) => unknown;
+
+interface Entry {
+  readonly decision: Decision;
+  /** The insertion count when this entry was last (re)inserted. */
+  at: number;
+}
 
 /** Compiles a dotted path into a walk over its segments; array indexes are plain segments. */
 function accessor(path: string): Accessor {
@@ -76,12 +86,17 @@ export class DecisionCache {
   /** Lookups that were not. */
   misses = 0;
   readonly #accessors: readonly Accessor[];
-  readonly #entries = new Map<string, Decision>();
+  readonly #entries = new Map<string, Entry>();
+  /** Insertions so far: an entry's `at` is this count when it was last (re)inserted. */
+  #clock = 0;
+  /** Insertions after which a hit moves its key to the recent end again. */
+  readonly #refreshAfter: number;
 
   private constructor(cacheKeys: readonly string[], maxEntries: number) {
     this.cacheKeys = Object.freeze([...cacheKeys]);
     this.maxEntries = maxEntries;
     this.#accessors = cacheKeys.map(accessor);
+    this.#refreshAfter = Math.max(1, Math.floor(maxEntries / 2));
   }
 
   /** A cache, or the problems with the options: an empty `cacheKeys` means "no decision cache". */
@@ -122,22 +137,25 @@ export class DecisionCache {
 
   /** The cached decision for `key`, marking it most recently used; counts a hit or a miss. */
   get(key: string): Decision | undefined {
-    const d = this.#entries.get(key);
-    if (d === undefined) {
+    const e = this.#entries.get(key);
+    if (e === undefined) {
       this.misses++;
       return undefined;
     }
     this.hits++;
-    this.#entries.delete(key);
-    this.#entries.set(key, d);
-    return d;
+    if (this.#clock - e.at >= this.#refreshAfter) {
+      e.at = ++this.#clock;
+      this.#entries.delete(key);
+      this.#entries.set(key, e);
+    }
+    return e.decision;
   }
 
   /** Caches `decision` (not error decisions), evicting the least recently used entry past maxEntries. */
   set(key: string, decision: Decision): void {
     if (decision.error) return;
     this.#entries.delete(key);
-    this.#entries.set(key, decision);
+    this.#entries.set(key, { decision, at: ++this.#clock });
     if (this.#entries.size > this.maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
   }
 

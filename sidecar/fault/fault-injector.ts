@@ -22,6 +22,7 @@
  * Only requests that meet a fault allocate (a timer and a close listener); others pay a null
  * check for the route's fault and, with header matchers, the matching.
  */
+import { setAddedHeaders, withAddedHeaders } from '../proxy/added-headers.ts';
 import type { DownstreamRequest, DownstreamResponse } from '../listeners/http-listener.ts';
 import { type HeaderLookup, headerMatches } from '../routing/header-matcher.ts';
 import { flag } from '../telemetry/request-facts.ts';
@@ -188,11 +189,12 @@ export class FaultInjector {
       res.setHeader('content-type', 'application/grpc');
       res.setHeader('grpc-status', String(code));
       res.setHeader('grpc-message', FAULT_ABORT_BODY);
+      setAddedHeaders(res);
       res.end();
       return;
     }
     const status = fault.abortHttpStatus !== 0 ? fault.abortHttpStatus : grpcToHttpStatus(fault.abortGrpcStatus);
-    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': FAULT_ABORT_BODY.length });
+    res.writeHead(status, withAddedHeaders(res, { 'content-type': 'text/plain', 'content-length': FAULT_ABORT_BODY.length }));
     res.end(FAULT_ABORT_BODY);
   }
 }

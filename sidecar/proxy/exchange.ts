@@ -42,6 +42,7 @@
  * shorter ones use a native timer. Arming and clearing allocate nothing past the two timer
  * handles an exchange makes. The back-off stays a native `setTimeout`: short and rare.
  */
+import { withAddedHeaders } from './added-headers.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { MatchedRoute, RouteRetryPolicy } from '../routing/route-table.ts';
@@ -338,7 +339,7 @@ export class Exchange {
     if (this.retriesDone > 0 && this.retry !== null && shouldRetry(this.retry, status)) this.flag('URX');
     this.replay?.stopBuffering();
     if (this.facts !== null) this.facts.bytesSent = 0;
-    this.res.writeHead(status, responseHeaders(headers));
+    this.res.writeHead(status, withAddedHeaders(this.res, responseHeaders(headers)));
     return true;
   }
 

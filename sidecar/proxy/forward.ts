@@ -30,6 +30,7 @@
  * The exchange itself (attempts, retries, bodies, timers) is exchange.ts; the upstream request
  * headers are upstream-headers.ts.
  */
+import { withAddedHeaders } from './added-headers.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { MatchedRoute, RouteTable } from '../routing/route-table.ts';
@@ -103,15 +104,15 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       if (body === 'cluster not found') flag(req, 'NC');
       else if (body === 'upstream overflow') flag(req, 'UO');
       if (location !== null) {
-        res.writeHead(status, { location, 'content-length': 0 });
+        res.writeHead(status, withAddedHeaders(res, { location, 'content-length': 0 }));
         res.end();
       } else if (body === null) {
-        res.writeHead(status, { 'content-length': 0 });
+        res.writeHead(status, withAddedHeaders(res, { 'content-length': 0 }));
         res.end();
       } else if (typeof body === 'string') {
         localReply(res, status, body);
       } else {
-        res.writeHead(status, { 'content-type': TEXT_PLAIN, 'content-length': body.byteLength });
+        res.writeHead(status, withAddedHeaders(res, { 'content-type': TEXT_PLAIN, 'content-length': body.byteLength }));
         res.end(body);
       }
     });

@@ -1,6 +1,7 @@
 /** The sidecar's own short text answers (404 no route, 503 no healthy upstream, 504 …). */
 import type { ServerResponse } from 'node:http';
 import { factsOf } from '../telemetry/request-facts.ts';
+import { withAddedHeaders } from './added-headers.ts';
 
 export const TEXT_PLAIN = 'text/plain';
 
@@ -21,6 +22,6 @@ export function localReply(res: ServerResponse, status: number, body: string): v
   const bytes = Buffer.byteLength(body);
   const facts = res.req === undefined ? undefined : factsOf(res.req);
   if (facts !== undefined) facts.bytesSent = res.req.method === 'HEAD' ? 0 : bytes;
-  res.writeHead(status, { 'content-type': TEXT_PLAIN, 'content-length': bytes });
+  res.writeHead(status, withAddedHeaders(res, { 'content-type': TEXT_PLAIN, 'content-length': bytes }));
   res.end(body);
 }

@@ -12,8 +12,8 @@
  *   → one token from every such bucket (in parallel; LOCAL buckets past the limit's live
  *   bucket cap: its overflow bucket, see bucketWithRoom) → any over (and not shadow) → 429
  *   with the Retry-After of the refusing limit that resets last and the rate-limit headers,
- *   never reaching the workload; else the headers are set with res.setHeader (the
- *   forwarder's writeHead merges them into the workload's response) and the request goes on
+ *   never reaching the workload; else the headers are added to the response
+ *   (proxy/added-headers.ts: whoever writes its head merges them) and the request goes on
  *   (a forwarder that throws gets the request answered 500).
  *
  * Every check's result is counted per quota (decisions(): palisade_quota_decisions_total, read
@@ -32,6 +32,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { Quota } from '../../xds/gen/palisade/v1/quota_pb.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listeners/http-listener.ts';
+import { addResponseHeaders, withAddedHeaders } from '../proxy/added-headers.ts';
 import { refuseUpgrade } from '../proxy/upgrade.ts';
 import { factsOf, flag, type QuotaResult } from '../telemetry/request-facts.ts';
 import { bucketWithRoom, compileQuotas, EMPTY_QUOTAS, matchLimit, matchRoute, type CompiledLimit, type CompiledQuota, type QuotaConfig } from './compile-quotas.ts';
@@ -175,7 +176,7 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
         if (!res.headersSent) reply(res, refusal);
         return;
       }
-      for (const [k, v] of headers) res.setHeader(k, v);
+      addResponseHeaders(res, headers);
       try {
         next();
       } catch (err) {
@@ -441,6 +442,6 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
 function reply(res: DownstreamResponse, r: QuotaRefusal): void {
   const headers: Record<string, string> = {};
   for (const [k, v] of r.headers) headers[k] = v;
-  res.writeHead(r.status, { ...headers, 'content-type': 'text/plain', 'content-length': Buffer.byteLength(r.body) });
+  res.writeHead(r.status, withAddedHeaders(res, { ...headers, 'content-type': 'text/plain', 'content-length': Buffer.byteLength(r.body) }));
   res.end(r.body);
 }

@@ -18,6 +18,8 @@
 
 /** A structured-field string (RFC 9651 sf-string): quotes and backslashes escaped. */
 export function sfString(s: string): string {
+  // Quota and limit names never hold either (validated names): skip the replace per response.
+  if (s.indexOf('"') === -1 && s.indexOf('\\') === -1) return `"${s}"`;
   return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 

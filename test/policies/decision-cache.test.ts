@@ -83,6 +83,20 @@ describe('DecisionCache', () => {
     expect(c.get(k('c'))).toBe(ALLOW);
   });
 
+  it('keeps a key hit at least once every maxEntries/2 insertions however many others come and go, and evicts the ones never hit', () => {
+    const c = cache(10);
+    const k = (p: string) => c.keyFor('r', input(p, 'GET'));
+    c.set(k('hot'), ALLOW);
+    for (let i = 0; i < 200; i++) {
+      c.set(k(`cold-${i}`), DENY);
+      if (i % 5 === 4) expect(c.get(k('hot'))).toBe(ALLOW);
+    }
+    expect(c.size).toBe(10);
+    expect(c.get(k('cold-0'))).toBeUndefined();
+    expect(c.get(k('cold-189'))).toBeUndefined();
+    expect(c.get(k('cold-199'))).toBe(DENY);
+  });
+
   it('does not cache error decisions', () => {
     const c = cache();
     const key = c.keyFor('r', input('a', 'GET'));

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import pino from 'pino';
+import { withAddedHeaders } from '../../../sidecar/proxy/added-headers.ts';
 import { QuotaGate } from '../../../sidecar/quota/quota-gate.ts';
 import { RedisStore } from '../../../sidecar/quota/redis-store.ts';
 import { attachFacts, type RequestFacts } from '../../../sidecar/telemetry/request-facts.ts';
@@ -39,7 +40,7 @@ async function call(path: string, headers: Record<string, string> = {}) {
 }
 
 beforeAll(async () => {
-  store = await RedisStore.connect({ address: `127.0.0.1:${await deadPort()}`, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: 50, passwordFile: null }, logger);
+  store = await RedisStore.connect({ address: `127.0.0.1:${await deadPort()}`, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: 50, passwordFile: null, lease: null }, logger);
   gate = new QuotaGate({ service: 'web', namespace: 'default', logger, store, pressure: () => pressure });
   gate.apply([
     quota('local', { tokens: 1 }, { routes: [{ name: 'local-route', pathPrefix: '/local' }] }),
@@ -58,7 +59,8 @@ beforeAll(async () => {
   ]);
   server = createServer((req, res) => {
     facts.push(attachFacts(req));
-    gate.gate(req, res, () => res.end('ok'));
+    // The next stage writes the head as every writer after the gate does: with the added headers merged.
+    gate.gate(req, res, () => res.writeHead(200, withAddedHeaders(res, {})).end('ok'));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -174,7 +176,7 @@ describe('quota gate: several limits, bucket cap, forwarder failures', () => {
       let returned = false;
       gate2.gate(req, res, () => {
         if (req.url === '/throws') throw new Error('forwarder bug');
-        res.end(returned ? 'ok after' : 'ok during');
+        res.writeHead(200, withAddedHeaders(res, {})).end(returned ? 'ok after' : 'ok during');
       });
       returned = true;
     });

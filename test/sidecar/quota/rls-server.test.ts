@@ -8,6 +8,7 @@
  * are checked to agree. The same gate, in front of a real HTTP workload, shares its buckets
  * with the service.
  */
+import { withAddedHeaders } from '../../../sidecar/proxy/added-headers.ts';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -111,7 +112,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await redis.cli('FLUSHALL');
-  store = await RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: 200, passwordFile: null }, pino({ level: 'silent' }));
+  store = await RedisStore.connect({ address: redis.address, nodes: [], cluster: false, keyPrefix: 'palisade:quota:', timeoutMs: 200, passwordFile: null, lease: null }, pino({ level: 'silent' }));
   await until('the store connected', () => store.connected);
   // The sidecar of Service web: only `shared` selects it; the service keeps every Quota of shop.
   gate = new QuotaGate({ service: 'web', namespace: NS, logger: pino({ level: 'silent' }), store, namespaceQuotas: true });
@@ -119,7 +120,7 @@ beforeEach(async () => {
   server = new RateLimitServer({ config: () => gate.namespaceConfig!, logger: pino({ level: 'silent' }) });
   client = new Client(`127.0.0.1:${await server.listen('127.0.0.1', 0)}`, credentials.createInsecure());
   workload = createServer((req, res) => gate.gate(req, res, () => {
-    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.writeHead(200, withAddedHeaders(res, { 'content-type': 'text/plain' }));
     res.end('ok');
   }));
   await new Promise<void>((resolve) => workload.listen(0, '127.0.0.1', resolve));
