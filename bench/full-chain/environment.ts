@@ -3,10 +3,14 @@
  * touches `process.env`), validated, frozen.
  *
  *   CONNECTIONS   concurrent keep-alive connections of the load generator   default 50
- *   DURATION      seconds measured per topology and round                   default 5
- *   WARMUP        seconds of load before each measurement (not counted)      default 2
- *   ROUNDS        rounds; each starts both topologies fresh, in turn, the
- *                 order reversed every other round                          default 3
+ *   DURATION      seconds of one measured slice                             default 3
+ *   WARMUP        seconds of load before a topology's first slice of a round
+ *                 (1 s before each later slice: each slice opens new
+ *                 connections)                                              default 2
+ *   SLICES        slices per topology and round, taken in turn (none, full,
+ *                 none, full…), so both see the same moment of a shared box default 4
+ *   ROUNDS        rounds; each starts both topologies fresh (running side by
+ *                 side, one loaded at a time), the first topology alternating default 2
  *   BODY_BYTES    size of the upstream's fixed response body                 default 1024
  *   TOPOLOGIES    comma list of none, full                                  default both
  *   RETRIES       repeats of a measurement disturbed by other work on the box
@@ -22,6 +26,7 @@ export interface BenchEnvironment {
   readonly durationS: number;
   readonly warmupS: number;
   readonly rounds: number;
+  readonly slices: number;
   readonly bodyBytes: number;
   readonly topologies: readonly TopologyName[];
   readonly retries: number;
@@ -29,9 +34,10 @@ export interface BenchEnvironment {
 
 const DEFAULTS = {
   CONNECTIONS: '50',
-  DURATION: '5',
+  DURATION: '3',
   WARMUP: '2',
-  ROUNDS: '3',
+  SLICES: '4',
+  ROUNDS: '2',
   BODY_BYTES: '1024',
   TOPOLOGIES: ALL_TOPOLOGIES.join(','),
   RETRIES: '1',
@@ -48,6 +54,7 @@ export function loadEnvironment(): BenchEnvironment {
     durationS: intKnob('DURATION', read('DURATION'), 1, 3600),
     warmupS: intKnob('WARMUP', read('WARMUP'), 0, 600),
     rounds: intKnob('ROUNDS', read('ROUNDS'), 1, 20),
+    slices: intKnob('SLICES', read('SLICES'), 1, 50),
     bodyBytes: intKnob('BODY_BYTES', read('BODY_BYTES'), 1, 3000),
     topologies: Object.freeze(ALL_TOPOLOGIES.filter((t) => topologies.includes(t))),
     retries: intKnob('RETRIES', read('RETRIES'), 0, 20),

@@ -4,7 +4,7 @@
  * sidecar with none, in the same run. Target: full chain ≥ 0.7× the no-filter rps.
  *
  *   node_modules/.bin/node bench/full-chain/run.ts
- *   ROUNDS=4 DURATION=8 node_modules/.bin/node bench/full-chain/run.ts
+ *   ROUNDS=3 SLICES=6 DURATION=4 node_modules/.bin/node bench/full-chain/run.ts
  *
  * (knobs: see environment.ts)
  *
@@ -31,10 +31,14 @@
  * as many requests as were answered and limited none, and the access log has a line for each. For
  * none: /stats shows no policy and no quota, and no access log file exists.
  *
- * Per round each topology in turn (order reversed every other round): warm-up WARMUP s,
- * measure DURATION s (rps, p50 / p99, failures, CPU of each process from /proc, sidecar CPU
- * µs per request). A measurement during which other work took more than 25% of a core is
- * repeated (RETRIES) and the least disturbed kept.
+ * Per round both topologies are started and run side by side, loaded one at a time: SLICES
+ * slices each, in turn (none, full, none, full…; the first topology alternates by round),
+ * each a fresh load generator: warm-up (WARMUP s before a topology's first slice, 1 s before
+ * the others), then DURATION s measured (rps, p50 / p99, failures, CPU of each process from
+ * /proc, sidecar CPU µs per request). Neighbouring slices see the same moment of a shared box,
+ * so the figure is the median of the paired ratios (full / none of the same round and slice);
+ * the medians of each topology's rps are reported too. A slice during which other work took
+ * more than 25% of a core is repeated (RETRIES) and the least disturbed kept.
  *
  * Results: a table on stdout, JSON in bench/results/full-chain-<date>.json.
  */
@@ -308,6 +312,7 @@ async function startTopology(topo: TopologyName, pki: Pki | null, policy: BuiltP
 interface Measured {
   topology: TopologyName;
   round: number;
+  slice: number;
   load: LoadResult;
   /** % of one core over the measured window, per process (tree). */
   cpuPct: Record<string, number>;
@@ -321,8 +326,8 @@ interface Measured {
   accessLogLines: number;
 }
 
-async function measure(env: BenchEnvironment, t: Running, round: number, upstreamPid: number): Promise<Measured> {
-  const spec: LoadSpec = { url: t.url, headers: HEADERS, connections: env.connections, durationS: env.durationS, warmupS: env.warmupS, bodyBytes: env.bodyBytes, tls: t.tls };
+async function measure(env: BenchEnvironment, t: Running, round: number, slice: number, warmupS: number, upstreamPid: number): Promise<Measured> {
+  const spec: LoadSpec = { url: t.url, headers: HEADERS, connections: env.connections, durationS: env.durationS, warmupS, bodyBytes: env.bodyBytes, tls: t.tls };
   const w = await measureLoad(spec, { sidecar: t.sidecarPid, control: t.controlPid, upstream: upstreamPid });
   const quotaAfter = quotaCounters(await sidecarView(t.admin));
   // The sidecar writes its log behind the requests (at the latest 1 s later, its default flush
@@ -335,24 +340,28 @@ async function measure(env: BenchEnvironment, t: Running, round: number, upstrea
     lines = now;
   }
   return {
-    topology: t.topology, round, load: w.load, cpuPct: w.cpuPct, proxyCpuUsPerReq: cpuUsPerRequest(w, ['sidecar']), otherCpuPct: w.otherCpuPct,
+    topology: t.topology, round, slice, load: w.load, cpuPct: w.cpuPct, proxyCpuUsPerReq: cpuUsPerRequest(w, ['sidecar']), otherCpuPct: w.otherCpuPct,
     verified: t.verified, quotaAfter, accessLogLines: lines,
   };
 }
 
-/** What every request of a measurement must have gone through; throws naming what is missing. */
-function checkFilters(m: Measured): void {
+/**
+ * What every request of a measurement must have gone through; throws naming what is missing.
+ * `answered`: the requests the topology answered this round up to and including this slice
+ * (the quota's and the log's counts are the sidecar's, over the whole round).
+ */
+function checkFilters(m: Measured, answered: number): void {
   if (m.topology === 'none') {
     if (m.quotaAfter !== null) throw new Error(`no filters, yet a quota counted: ${JSON.stringify(m.quotaAfter)}`);
     if (m.accessLogLines !== 0) throw new Error(`no filters, yet the access log has ${m.accessLogLines} lines`);
     return;
   }
   const q = m.quotaAfter;
-  if (q === null || q.allowed < m.load.responses || q.limited !== 0) {
-    throw new Error(`the quota did not count every request without refusing (responses ${m.load.responses}): ${JSON.stringify(q)}`);
+  if (q === null || q.allowed < answered || q.limited !== 0) {
+    throw new Error(`the quota did not count every request without refusing (responses ${answered}): ${JSON.stringify(q)}`);
   }
-  // Every request answered, warm-up included, has its line: none dropped.
-  if (m.accessLogLines < m.load.responses) throw new Error(`the access log has ${m.accessLogLines} lines for ${m.load.responses} requests answered: lines were lost`);
+  // Every request answered has its line (warm-ups add more): none dropped.
+  if (m.accessLogLines < answered) throw new Error(`the access log has ${m.accessLogLines} lines for ${answered} requests answered: lines were lost`);
 }
 
 // ---------------------------------------------------------------------------
@@ -389,31 +398,57 @@ async function main(): Promise<number> {
   try {
     for (let round = 1; round <= env.rounds; round++) {
       const order = round % 2 === 1 ? [...env.topologies] : [...env.topologies].reverse();
-      for (const topo of order) {
-        let t: Running | null = null;
-        try {
-          t = await startTopology(topo, pki, policy, upstream.port, body);
-          let m = await measure(env, t, round, upstream.pid);
-          for (let attempt = 0; m.otherCpuPct > DISTURBED_PCT && attempt < env.retries; attempt++) {
-            console.log(`round ${round} ${LABEL[topo]}: other work on the box used ${fmt(m.otherCpuPct, 0)}% of a core, again`);
-            const again = await measure(env, t, round, upstream.pid);
-            if (again.otherCpuPct < m.otherCpuPct) m = again;
+      const running = new Map<TopologyName, Running>();
+      const answered = new Map<TopologyName, number>();
+      const fail = async (topo: TopologyName, slice: number, err: unknown) => {
+        failed.push({ topology: topo, round, error: `slice ${slice}: ${(err as Error).message}` });
+        console.log(`round ${round} ${LABEL[topo]}: FAILED: ${(err as Error).message}`);
+        const t = running.get(topo);
+        running.delete(topo);
+        await t?.stop();
+      };
+      try {
+        for (const topo of order) {
+          try {
+            running.set(topo, await startTopology(topo, pki, policy, upstream.port, body));
+            answered.set(topo, 0);
+          } catch (err) {
+            await fail(topo, 0, err);
           }
-          checkFilters(m);
-          runs.push(m);
-          const l = m.load;
-          console.log(`round ${round} ${LABEL[topo].padEnd(32)} ${Math.round(l.rps).toString().padStart(6)} rps, p50 ${fmt(l.p50)} ms, p99 ${fmt(l.p99)} ms, failures ${failures(l)}; ` +
-            `CPU % of a core: ${Object.entries(m.cpuPct).map(([k, v]) => `${k} ${fmt(v, 0)}`).join(', ')}, other ${fmt(m.otherCpuPct, 0)}; sidecar ${m.proxyCpuUsPerReq} µs/req` +
-            `${m.quotaAfter === null ? '' : `; quota allowed ${m.quotaAfter.allowed}, limited ${m.quotaAfter.limited}`}${m.accessLogLines === 0 ? '' : `; access log ${m.accessLogLines} lines`}`);
-        } catch (err) {
-          failed.push({ topology: topo, round, error: (err as Error).message });
-          console.log(`round ${round} ${LABEL[topo]}: FAILED: ${(err as Error).message}`);
-        } finally {
-          if (t !== null) {
-            const size = existsSync(t.accessLog) ? statSync(t.accessLog).size : 0;
-            if (size > 0) console.log(`   (access log: ${size} bytes)`);
-            await t.stop();
+        }
+        for (let slice = 1; slice <= env.slices; slice++) {
+          for (const topo of order) {
+            const t = running.get(topo);
+            if (t === undefined) continue;
+            try {
+              // Each measurement checked against the counters so far (a repeated one's requests count too).
+              const take = async (warmupS: number) => {
+                const x = await measure(env, t, round, slice, warmupS, upstream.pid);
+                answered.set(topo, answered.get(topo)! + x.load.responses);
+                checkFilters(x, answered.get(topo)!);
+                return x;
+              };
+              let m = await take(slice === 1 ? env.warmupS : Math.min(1, env.warmupS));
+              for (let attempt = 0; m.otherCpuPct > DISTURBED_PCT && attempt < env.retries; attempt++) {
+                console.log(`round ${round} slice ${slice} ${LABEL[topo]}: other work on the box used ${fmt(m.otherCpuPct, 0)}% of a core, again`);
+                const again = await take(Math.min(1, env.warmupS));
+                if (again.otherCpuPct < m.otherCpuPct) m = again;
+              }
+              runs.push(m);
+              const l = m.load;
+              console.log(`round ${round} slice ${slice} ${LABEL[topo].padEnd(32)} ${Math.round(l.rps).toString().padStart(6)} rps, p50 ${fmt(l.p50)} ms, p99 ${fmt(l.p99)} ms, failures ${failures(l)}; ` +
+                `CPU % of a core: ${Object.entries(m.cpuPct).map(([k, v]) => `${k} ${fmt(v, 0)}`).join(', ')}, other ${fmt(m.otherCpuPct, 0)}; sidecar ${m.proxyCpuUsPerReq} µs/req` +
+                `${m.quotaAfter === null ? '' : `; quota allowed ${m.quotaAfter.allowed}, limited ${m.quotaAfter.limited}`}${m.accessLogLines === 0 ? '' : `; access log ${m.accessLogLines} lines`}`);
+            } catch (err) {
+              await fail(topo, slice, err);
+            }
           }
+        }
+      } finally {
+        for (const t of running.values()) {
+          const size = existsSync(t.accessLog) ? statSync(t.accessLog).size : 0;
+          if (size > 0) console.log(`   (round ${round} access log: ${size} bytes)`);
+          await t.stop();
         }
       }
     }
@@ -427,10 +462,18 @@ async function main(): Promise<number> {
   const cpu = (topo: TopologyName) => med(topo, (m) => m.proxyCpuUsPerReq);
   const rows = env.topologies.map((topo) => `| ${LABEL[topo]} | ${fmt(rps(topo), 0)} | ${of(topo).map((m) => `${Math.round(m.load.rps)}${m.otherCpuPct > DISTURBED_PCT ? '*' : ''}`).join(', ')} | ` +
     `${fmt(med(topo, (m) => m.load.p50))} | ${fmt(med(topo, (m) => m.load.p99))} | ${fmt(cpu(topo), 1)} | ${of(topo).reduce((s, m) => s + failures(m.load), 0)} |`);
-  const table = ['| topology | rps (median) | rps per round | p50 ms | p99 ms | sidecar CPU µs/req | failures |', '|---|---:|---|---:|---:|---:|---:|', ...rows].join('\n');
-  const fullNone = rps('full') / rps('none');
+  const table = ['| topology | rps (median) | rps per slice | p50 ms | p99 ms | sidecar CPU µs/req | failures |', '|---|---:|---|---:|---:|---:|---:|', ...rows].join('\n');
+  // Paired: full / none of the same round and slice, taken one after the other.
+  const pairs: number[] = [];
+  for (const f of of('full')) {
+    const n = of('none').find((m) => m.round === f.round && m.slice === f.slice);
+    if (n !== undefined && n.load.rps > 0) pairs.push(f.load.rps / n.load.rps);
+  }
+  const paired = median(pairs);
   const ratios = [
-    `full chain / no filters, rps: ${ratio(rps('full'), rps('none'))} (target ≥ 0.70×: ${Number.isFinite(fullNone) ? (fullNone >= 0.7 ? 'met' : 'NOT met') : '—'})`,
+    `full chain / no filters, rps, median of ${pairs.length} paired slices: ${fmt(paired)}× (target ≥ 0.70×: ${Number.isFinite(paired) ? (paired >= 0.7 ? 'met' : 'NOT met') : '—'}); ` +
+      `paired ratios ${[...pairs].sort((a, b) => a - b).map((r) => r.toFixed(2)).join(', ')}`,
+    `medians of each topology's rps: ${ratio(rps('full'), rps('none'))}`,
     `sidecar CPU per request: full − none ${fmt(cpu('full') - cpu('none'), 1)} µs (${ratio(cpu('full'), cpu('none'))})`,
     `(* = other work on the box used more than ${DISTURBED_PCT}% of a core during the measurement, after ${env.retries} retries)`,
   ];
@@ -441,7 +484,8 @@ async function main(): Promise<number> {
     scenario({
       id: 'full-chain-rps', title: 'sidecar rps: full chain (mTLS, authz, quota, metrics, access log) vs no filters', unit: 'rps', better: 'higher',
       ours: { label: LABEL.full, value: rps('full') }, peer: { label: LABEL.none, value: rps('none') }, target: { op: '>=', value: 0.7 },
-      note: `median of ${of('full').length} rounds, ${env.connections} keep-alive connections; sidecar CPU ${fmt(cpu('full'), 1)} vs ${fmt(cpu('none'), 1)} µs/req`,
+      note: `medians of ${of('full').length} slices of ${env.durationS} s (${env.rounds} rounds × ${env.slices}, topologies in turn); median of the paired ratios ${fmt(paired)}×; ` +
+        `${env.connections} keep-alive connections; sidecar CPU ${fmt(cpu('full'), 1)} vs ${fmt(cpu('none'), 1)} µs/req`,
     }),
   ];
 

@@ -43,7 +43,7 @@ export const SUITE: readonly SuiteBench[] = Object.freeze<SuiteBench[]>([
   {
     name: 'full-chain',
     summary: 'sidecar rps with mTLS, authz, quota, metrics and access log against no filters',
-    quick: { DURATION: '2', WARMUP: '1', ROUNDS: '1', RETRIES: '0' },
+    quick: { DURATION: '2', WARMUP: '1', ROUNDS: '1', SLICES: '1', RETRIES: '0' },
   },
   {
     name: 'xds-scale',
