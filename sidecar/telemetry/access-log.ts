@@ -82,6 +82,15 @@ function str(v: string | null | undefined): string {
 /** The last millisecond formatted: requests finishing in one turn mostly share it. */
 let lastMs = Number.NaN;
 let lastIso = '';
+/**
+ * A string the sidecar itself produced from a closed set (listener, decision, quota result) or
+ * that node:http, node:http2 or net validated (an HTTP method token, an IP address): never a
+ * quote, a backslash, a control or a non-ASCII character, so it is quoted as it is.
+ */
+function word(v: string | null | undefined): string {
+  return v === null || v === undefined ? 'null' : `"${v}"`;
+}
+
 function isoTime(ms: number): string {
   const whole = Math.floor(ms);
   if (whole !== lastMs) {
@@ -173,12 +182,12 @@ export class AccessLog {
     // Built by hand, not JSON.stringify of an object: the line is the access log's whole cost per
     // request, and most values are plain ASCII that needs no escaping (str()). Every part is
     // ASCII (str() escapes the rest), which the Latin-1 write below relies on.
-    const line = `{"start_time":"${isoTime(r.startTime)}","method":${str(r.method)},"path":${str(r.path)},"protocol":"${r.protocol}"`
+    const line = `{"start_time":"${isoTime(r.startTime)}","method":${word(r.method)},"path":${str(r.path)},"protocol":"${r.protocol}"`
       + `,"response_code":${r.status},"response_flags":${f.flags.length === 0 ? '"-"' : str(f.flags.join(','))},"bytes_received":${r.bytesIn},"bytes_sent":${r.bytesOut}`
       + `,"duration":${Math.round(r.durationMs * 1000) / 1000},"x_forwarded_for":${str(r.forwardedFor)},"user_agent":${str(r.userAgent)},"request_id":${str(r.requestId)}`
       + `,"authority":${str(r.authority)},"upstream_host":${str(f.upstreamHost)},"upstream_cluster":${str(f.cluster)},"route_name":${str(f.route)}`
-      + `,"listener":${str(r.listener)},"downstream_remote_address":${str(r.remoteAddress)},"principal":${str(f.principal)}`
-      + `,"policy":${str(f.policy?.name ?? null)},"policy_decision":${str(f.policy?.decision ?? null)},"quota":${str(f.quota?.name ?? null)},"quota_result":${str(f.quota?.result ?? null)}`
+      + `,"listener":${word(r.listener)},"downstream_remote_address":${word(r.remoteAddress)},"principal":${str(f.principal)}`
+      + `,"policy":${str(f.policy?.name ?? null)},"policy_decision":${word(f.policy?.decision ?? null)},"quota":${str(f.quota?.name ?? null)},"quota_result":${word(f.quota?.result ?? null)}`
       + `,"tenant":${str(f.tenant)},"trace_id":${str(r.traceId)},"attempts":${f.attempts}}\n`;
     if (this.#batchBytes + line.length > this.#batch.length) {
       this.#flush();
