@@ -141,21 +141,24 @@ function fakeRequests(tenants: number): DownstreamRequest[] {
   }) as unknown as DownstreamRequest);
 }
 
-/** A response stub that takes the rate-limit headers and records a refusal, were there one. */
-function fakeResponse(): DownstreamResponse & { refused: number } {
+/**
+ * A response stub, one per check as each request has its own (the gate adds the rate-limit
+ * headers to it); a refusal, were there one, is counted in `counts`.
+ */
+function fakeResponse(counts: { refused: number }): DownstreamResponse {
   const res = {
-    refused: 0,
     headersSent: false,
     setHeader() { return res; },
-    writeHead() { res.refused++; return res; },
+    writeHead() { counts.refused++; return res; },
     end() { return res; },
   };
-  return res as unknown as DownstreamResponse & { refused: number };
+  return res as unknown as DownstreamResponse;
 }
 
 interface Gate {
   readonly gate: QuotaGate;
-  readonly res: DownstreamResponse & { refused: number };
+  /** Refusals answered by the gate (there must be none). */
+  readonly res: { refused: number };
   /** One check; resolves when the gate calls next(). */
   check(req: DownstreamRequest): Promise<void>;
 }
@@ -164,8 +167,8 @@ function makeGate(scope: Quota_Scope, store: RedisStore | null): Gate {
   const gate = new QuotaGate({ service: SERVICE, namespace: NAMESPACE, logger: pino({ level: 'silent' }), store });
   gate.apply([benchQuota(scope)]);
   if (gate.config.quotas.length !== 1) throw new Error(`the gate did not take the bench quota: ${JSON.stringify(gate.stats())}`);
-  const res = fakeResponse();
-  return { gate, res, check: (req) => new Promise<void>((resolve) => gate.gate(req, res, resolve)) };
+  const counts = { refused: 0 };
+  return { gate, res: counts, check: (req) => new Promise<void>((resolve) => gate.gate(req, fakeResponse(counts), resolve)) };
 }
 
 interface LimitStats {
