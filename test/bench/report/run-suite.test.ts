@@ -18,12 +18,12 @@ describe('knobsFor', () => {
 
   it('sets the quick knobs in quick mode', () => {
     delete process.env.DURATION;
-    expect(knobsFor(suiteBench('full-chain')!, true)).toEqual({ DURATION: '2', WARMUP: '1', ROUNDS: '1', RETRIES: '0' });
+    expect(knobsFor(suiteBench('full-chain')!, true)).toEqual({ DURATION: '2', WARMUP: '1', ROUNDS: '1', SLICES: '1', RETRIES: '0' });
   });
 
   it('leaves a knob the environment already sets to the environment', () => {
     process.env.DURATION = '7';
-    expect(knobsFor(suiteBench('full-chain')!, true)).toEqual({ WARMUP: '1', ROUNDS: '1', RETRIES: '0' });
+    expect(knobsFor(suiteBench('full-chain')!, true)).toEqual({ WARMUP: '1', ROUNDS: '1', SLICES: '1', RETRIES: '0' });
   });
 });
 
