@@ -4,6 +4,8 @@
  *
  *   none: Mesh PERMISSIVE (no CA: plaintext inbound), the upstream's Service; no Policy, no
  *         Quota; bootstrap without identity, telemetry at its defaults (access log off).
+ *   mtls: Mesh STRICT and the identity, as full, but no Policy, no Quota, access log off: what
+ *         TLS termination alone costs (a diagnostic topology, not in the default run).
  *   full: Mesh STRICT (the sidecar enrolls and its inbound requires mTLS), the Service, the
  *         bench/authz Policy with cacheKeys (enforce), a LOCAL Quota keyed by the caller's
  *         SPIFFE ID whose limit is never reached; bootstrap with identity, the policy
@@ -28,12 +30,13 @@ export interface FullChainFiles {
   readonly bundleFile: string;
 }
 
-export function writePalisadeConfig(dir: string, full: FullChainFiles | null): void {
+/** `strict`: Mesh STRICT (mtls, full); `full`: the Policy and the Quota too (full only). */
+export function writePalisadeConfig(dir: string, strict: boolean, full: FullChainFiles | null): void {
   mkdirSync(dir, { recursive: true });
   let yaml = `apiVersion: palisade.dev/v1
 kind: Mesh
 metadata: { name: default }
-spec: { trustDomain: ${TRUST_DOMAIN}, mtls: { mode: ${full === null ? 'PERMISSIVE' : 'STRICT'} } }
+spec: { trustDomain: ${TRUST_DOMAIN}, mtls: { mode: ${strict ? 'STRICT' : 'PERMISSIVE'} } }
 ---
 apiVersion: palisade.dev/v1
 kind: Service
@@ -72,8 +75,8 @@ export interface BootstrapIdentity {
   readonly joinToken: string;
 }
 
-/** The sidecar's bootstrap: every listener on port 0 (bound ports read from its stdout). */
-export function sidecarBootstrap(xdsAddress: string, workloadPort: number, verificationKey: string, full: { identity: BootstrapIdentity; accessLog: string } | null): string {
+/** The sidecar's bootstrap: every listener on port 0 (bound ports read from its stdout); `accessLog` null: off. */
+export function sidecarBootstrap(xdsAddress: string, workloadPort: number, verificationKey: string, full: { identity: BootstrapIdentity; accessLog: string | null } | null): string {
   return `node: { id: ${SERVICE}-1, service: ${SERVICE}, namespace: ${NAMESPACE} }
 controlPlane: { address: ${xdsAddress} }
 inbound: { address: 127.0.0.1, port: 0, advertiseAddress: 127.0.0.1 }
@@ -82,6 +85,6 @@ outbound: { address: 127.0.0.1, port: 0 }
 admin: { address: 127.0.0.1, port: 0 }
 policy: { verificationKeys: [${verificationKey}] }
 ${full === null ? '' : `identity: { caAddress: ${full.identity.caAddress}, trustBundle: ${full.identity.trustBundle}, joinToken: ${full.identity.joinToken} }
-telemetry: { accessLog: { enabled: true, path: ${full.accessLog} } }
-`}`;
+${full.accessLog === null ? '' : `telemetry: { accessLog: { enabled: true, path: ${full.accessLog} } }
+`}`}`;
 }

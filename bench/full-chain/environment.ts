@@ -12,13 +12,16 @@
  *   ROUNDS        rounds; each starts both topologies fresh (running side by
  *                 side, one loaded at a time), the first topology alternating default 2
  *   BODY_BYTES    size of the upstream's fixed response body                 default 1024
- *   TOPOLOGIES    comma list of none, full                                  default both
+ *   TOPOLOGIES    comma list of none, mtls (mTLS, no filters: TLS alone), full
+ *                                                                           default none,full
  *   RETRIES       repeats of a measurement disturbed by other work on the box
  *                 (other CPU > 25% of a core); the least disturbed kept       default 1
  */
 import { intKnob, readKnob } from '../common/environment.ts';
 
-export const ALL_TOPOLOGIES = ['none', 'full'] as const;
+export const ALL_TOPOLOGIES = ['none', 'mtls', 'full'] as const;
+/** mtls (TLS termination alone) is a diagnostic: TOPOLOGIES=none,mtls,full. */
+export const DEFAULT_TOPOLOGIES = ['none', 'full'] as const;
 export type TopologyName = (typeof ALL_TOPOLOGIES)[number];
 
 export interface BenchEnvironment {
@@ -39,7 +42,7 @@ const DEFAULTS = {
   SLICES: '4',
   ROUNDS: '2',
   BODY_BYTES: '1024',
-  TOPOLOGIES: ALL_TOPOLOGIES.join(','),
+  TOPOLOGIES: DEFAULT_TOPOLOGIES.join(','),
   RETRIES: '1',
 } as const;
 

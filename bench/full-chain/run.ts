@@ -10,6 +10,8 @@
  *
  *   none: load ──HTTP──► sidecar INBOUND (no policy, no quota, access log off) ──HTTP──► upstream
  *   full: load ══mTLS══► sidecar INBOUND (authz cached, quota LOCAL, access log) ──HTTP──► upstream
+ *   mtls: load ══mTLS══► sidecar INBOUND (no policy, no quota, access log off) ──HTTP──► upstream
+ *         (diagnostic, TOPOLOGIES=none,mtls,full: what TLS termination alone costs)
  *
  * Each box its own process on 127.0.0.1: `palisade control` and `palisade sidecar --bootstrap`
  * started fresh per topology and round, nginx (1 worker, `return 200` with a BODY_BYTES body)
@@ -44,7 +46,7 @@
  * Results: a table on stdout, JSON in bench/results/full-chain-<date>.json.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { arch, cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -76,6 +78,7 @@ const DISTURBED_PCT = 25;
 
 const LABEL: Record<TopologyName, string> = {
   none: 'sidecar, no filters (plaintext)',
+  mtls: 'sidecar, mTLS only (no filters)',
   full: 'sidecar, full chain',
 };
 
@@ -223,11 +226,14 @@ const HEADERS = { host: `${SERVICE}:${SERVICE_PORT}`, 'x-caller': CALLER };
 
 async function startTopology(topo: TopologyName, pki: Pki | null, policy: BuiltPolicy, upstreamPort: number, body: string): Promise<Running> {
   const full = topo === 'full';
+  const tls = topo !== 'none';
   const dir = makeTempDir(`palisade-bench-full-chain-${topo}-`);
   const configDir = join(dir, 'config');
-  writePalisadeConfig(configDir, full ? { bundleFile: policy.bundleFile } : null);
+  writePalisadeConfig(configDir, tls, full ? { bundleFile: policy.bundleFile } : null);
   // none: an empty state dir, so no CA: the sidecar has no certificate and serves plaintext inbound.
-  const stateDir = full ? pki!.stateDir : join(dir, 'state');
+  // mtls, full: a copy of the run's CA state, so that the two control planes (running side by side) never share a state dir.
+  const stateDir = join(dir, 'state');
+  if (tls) cpSync(pki!.stateDir, stateDir, { recursive: true });
   const accessLog = join(dir, 'access.log');
   const [xdsPort, adminPort, caPort] = [await freePort(), await freePort(), await freePort()];
   const control = new Child(`control-${topo}`, NODE, [
@@ -246,13 +252,13 @@ async function startTopology(topo: TopologyName, pki: Pki | null, policy: BuiltP
     const adminUrl = `http://127.0.0.1:${adminPort}`;
     await waitFor200(`${adminUrl}/ready`, {}, [control], 30_000, null);
     let fullBootstrap: Parameters<typeof sidecarBootstrap>[3] = null;
-    if (full) {
+    if (tls) {
       const res = await request(`${adminUrl}/api/v1/certs/tokens`, {
         method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ namespace: NAMESPACE, serviceAccount: SERVICE, ttl: '1h' }),
       });
       const json = (await res.body.json()) as { token?: unknown };
       if (res.statusCode !== 201 || typeof json.token !== 'string') throw new Error(`minting a join token: HTTP ${res.statusCode} ${JSON.stringify(json)}`);
-      fullBootstrap = { identity: { caAddress: `127.0.0.1:${caPort}`, trustBundle: pki!.bundle, joinToken: json.token }, accessLog };
+      fullBootstrap = { identity: { caAddress: `127.0.0.1:${caPort}`, trustBundle: pki!.bundle, joinToken: json.token }, accessLog: full ? accessLog : null };
     }
     const bootstrap = join(dir, 'sidecar.yaml');
     writeFileSync(bootstrap, sidecarBootstrap(`127.0.0.1:${xdsPort}`, upstreamPort, policy.publicKeyFile, fullBootstrap));
@@ -263,8 +269,8 @@ async function startTopology(topo: TopologyName, pki: Pki | null, policy: BuiltP
       return m === null ? undefined : { inbound: m[1]!, admin: m[3]! };
     });
     await waitFor200(`http://${addr.admin}/ready`, {}, [sc, control], 30_000, null);
-    const url = `${full ? 'https' : 'http'}://${addr.inbound}${PATH}`;
-    const callerAgent = full ? tlsAgent(pki!.caller, pki!.bundle) : undefined;
+    const url = `${tls ? 'https' : 'http'}://${addr.inbound}${PATH}`;
+    const callerAgent = tls ? tlsAgent(pki!.caller, pki!.bundle) : undefined;
     if (callerAgent !== undefined) agents.push(callerAgent);
     await waitFor200(url, HEADERS, [sc, control], 20_000, body, callerAgent);
     let verified: unknown;
@@ -292,13 +298,14 @@ async function startTopology(topo: TopologyName, pki: Pki | null, policy: BuiltP
       if (Object.keys(v.policies).length !== 0 || Object.keys(v.quotas).length !== 0) {
         throw new Error(`no filters, yet the sidecar has policies or quotas: ${JSON.stringify({ policies: v.policies, quotas: v.quotas })}`);
       }
+      if (tls && !((v.inboundTlsHandshakes ?? 0) > 0)) throw new Error(`the sidecar's inbound listener counted no TLS handshakes: ${v.inboundTlsHandshakes}`);
       verified = { policies: 0, quotas: 0, inboundTlsHandshakes: v.inboundTlsHandshakes };
     }
     const metrics = await request(`http://${addr.admin}/metrics`);
     const metricsText = await metrics.body.text();
     if (metrics.statusCode !== 200 || metricsText.length === 0) throw new Error(`admin /metrics answered ${metrics.statusCode} with ${metricsText.length} bytes`);
     return {
-      topology: topo, url, tls: full ? pki!.caller : null, sidecarPid: sc.pid, controlPid: control.pid, admin: addr.admin, accessLog, verified,
+      topology: topo, url, tls: tls ? pki!.caller : null, sidecarPid: sc.pid, controlPid: control.pid, admin: addr.admin, accessLog, verified,
       stop,
     };
   } catch (err) {
@@ -352,7 +359,7 @@ async function measure(env: BenchEnvironment, t: Running, round: number, slice: 
  * (the quota's and the log's counts are the sidecar's, over the whole round).
  */
 function checkFilters(m: Measured, answered: number): void {
-  if (m.topology === 'none') {
+  if (m.topology !== 'full') {
     if (m.quotaAfter !== null) throw new Error(`no filters, yet a quota counted: ${JSON.stringify(m.quotaAfter)}`);
     if (m.accessLogLines !== 0) throw new Error(`no filters, yet the access log has ${m.accessLogLines} lines`);
     return;
@@ -392,7 +399,7 @@ async function main(): Promise<number> {
 
   const work = makeTempDir('palisade-bench-full-chain-');
   const policy = await buildPolicy(work, `bench-${Date.now().toString(36)}`);
-  const pki = env.topologies.includes('full') ? await makePki() : null;
+  const pki = env.topologies.some((t) => t !== 'none') ? await makePki() : null;
   const upstream = await startUpstream(body);
   const runs: Measured[] = [];
   const failed: { topology: TopologyName; round: number; error: string }[] = [];
@@ -476,6 +483,10 @@ async function main(): Promise<number> {
     `full chain / no filters, rps (medians of the slices): ${ratio(rps('full'), rps('none'))} (target ≥ 0.70×: ${Number.isFinite(fullNone) ? (fullNone >= 0.7 ? 'met' : 'NOT met') : '—'})`,
     `median of the ${pairs.length} paired ratios (full / none, same round and slice): ${fmt(paired)}×; each: ${[...pairs].sort((a, b) => a - b).map((r) => r.toFixed(2)).join(', ')}`,
     `sidecar CPU per request: full − none ${fmt(cpu('full') - cpu('none'), 1)} µs (${ratio(cpu('full'), cpu('none'))})`,
+    ...(env.topologies.includes('mtls')
+      ? [`mTLS only / no filters, rps: ${ratio(rps('mtls'), rps('none'))}; full chain / mTLS only: ${ratio(rps('full'), rps('mtls'))}; sidecar CPU per request none → mtls → full: ` +
+        `${fmt(cpu('none'), 1)} → ${fmt(cpu('mtls'), 1)} → ${fmt(cpu('full'), 1)} µs`]
+      : []),
     `(* = other work on the box used more than ${DISTURBED_PCT}% of a core during the measurement, after ${env.retries} retries)`,
   ];
   console.log(`\n${table}\n\n${ratios.join('\n')}`);
