@@ -131,6 +131,8 @@ export class AccessLog {
   readonly #flushIntervalMs: number;
   /** Armed by the first line of a batch: hands the batch over when the interval elapses. */
   #flushTimer: NodeJS.Timeout | null = null;
+  /** The last reopen, until sonic-boom has the new file open; null before any. */
+  #reopening: Promise<void> | null = null;
 
   constructor(config: AccessLogConfig, options: AccessLogOptions = {}) {
     this.#toStdout = config.path === 'stdout';
@@ -254,8 +256,20 @@ export class AccessLog {
     // Lines logged before the signal belong to the file that was rotated away: handed over
     // first (sonic-boom reopens once a write in progress has drained).
     this.#flush();
+    const dest = this.#dest;
+    // Settled by the new file's 'ready' (or an 'error'): close() waits for it. sonic-boom defers a
+    // reopen asked for during a write, and drops it if end() came meanwhile, never closing.
+    this.#reopening = new Promise((resolve) => {
+      const settled = () => {
+        dest.off('ready', settled);
+        dest.off('error', settled);
+        resolve();
+      };
+      dest.on('ready', settled);
+      dest.on('error', settled);
+    });
     try {
-      this.#dest.reopen();
+      dest.reopen();
       this.#broken = false;
     } catch {
       this.#broken = true;
@@ -263,12 +277,13 @@ export class AccessLog {
   }
 
   /** Writes out what is buffered and closes the file (stdout stays open). Idempotent. */
-  close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#flush();
     this.#closed = true;
     if (reopenOnHup.delete(this) && reopenOnHup.size === 0) process.off('SIGHUP', onHup);
     const dest = this.#dest;
+    if (this.#reopening !== null && !this.#broken) await this.#reopening;
     // A failed destination has nothing to write out and may never emit 'close'.
     if (this.#broken) {
       try {
@@ -276,9 +291,9 @@ export class AccessLog {
       } catch {
         // already unusable
       }
-      return Promise.resolve();
+      return;
     }
-    return new Promise((resolve) => {
+    await new Promise<void>((resolve) => {
       const done = () => resolve();
       if (this.#toStdout) {
         dest.flush(() => done());
