@@ -40,15 +40,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 
 import { findOpa } from '../../policies/opa-binary.ts';
 import { freePort } from '../common/free-port.ts';
+import { failures, get, startNginxUpstream, waitFor200 } from '../common/chain-setup.ts';
 import { resultsDir, scenario, type Scenario } from '../common/report.ts';
 import { runBench } from '../common/run-bench.ts';
 import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
-import { nginxUpstreamConf } from '../proxy/configs.ts';
 import { fixedBody } from '../proxy/node-servers.ts';
 import { CHILD_DEADLINE_MS, NGINX, NODE, REPO } from '../proxy/targets.ts';
 import { Child } from '../xds-scale/child.ts';
@@ -74,29 +73,6 @@ const LABEL: Record<TopologyName, string> = {
 
 // ---------------------------------------------------------------------------
 // Checks
-
-async function get(url: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
-  const res = await request(url, { headers, headersTimeout: 2000, bodyTimeout: 2000 });
-  return { status: res.statusCode, body: await res.body.text() };
-}
-
-/** Polls until `url` answers 200 (with exactly `body` when given). */
-async function waitFor200(url: string, headers: Record<string, string>, children: Child[], timeoutMs: number, body: string | null): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < until) {
-    for (const c of children) if (!c.isAlive) throw new Error(`${url} never answered: ${c.describe()}`);
-    try {
-      const a = await get(url, headers);
-      if (a.status === 200 && (body === null || a.body === body)) return;
-      last = `HTTP ${a.status}, ${a.body.length} bytes: ${JSON.stringify(a.body.slice(0, 80))}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${url}: no 200 after ${timeoutMs} ms (last: ${last}); ${children.map((c) => c.describe()).join('; ')}`);
-}
 
 interface PolicyStatsView {
   revision: string;
@@ -125,16 +101,6 @@ interface Running {
   /** What the checks saw: the 403 body and the policy's /stats entry. */
   readonly verified: unknown;
   stop(): Promise<void>;
-}
-
-async function startUpstream(body: string): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
-  const dir = makeTempDir('palisade-bench-authz-upstream-');
-  const port = await freePort();
-  const file = join(dir, 'nginx.conf');
-  writeFileSync(file, nginxUpstreamConf(dir, port, body));
-  const child = new Child('upstream', NGINX, ['-c', file, '-p', dir, '-g', 'daemon off;'], { deadlineMs: CHILD_DEADLINE_MS });
-  await waitFor200(`http://127.0.0.1:${port}/`, {}, [child], 10_000, body);
-  return { port, pid: child.pid, stop: async () => { await child.stop(); removeTempDir(dir); } };
 }
 
 const callerHeaders = (caller: string) => ({ host: `${SERVICE}:${SERVICE_PORT}`, 'x-caller': caller });
@@ -235,10 +201,6 @@ const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) :
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '—');
 const verdict = (ok: boolean | null) => (ok === null ? '—' : ok ? 'met' : 'NOT met');
 
-function failures(l: LoadResult): number {
-  return l.non2xx + l.errors + l.timeouts + l.mismatches;
-}
-
 function microReport(m: MicroResult): string[] {
   const byName = (n: string) => m.cases.find((c) => c.name === n)?.nsPerOp ?? NaN;
   const rows = m.cases.map((c) => `| ${c.name} | ${fmt(c.nsPerOp, 1)} | ${fmt(c.min, 1)} – ${fmt(c.max, 1)} |`);
@@ -309,7 +271,7 @@ async function main(): Promise<number> {
   if (env.parts.includes('macro')) {
     console.log(`macro: ${env.topologies.join(', ')}; ${env.rounds} rounds; ${env.connections} keep-alive connections, ${env.bodyBytes} B body, ${env.warmupS} s warm-up + ${env.durationS} s each` +
       `${env.requestId ? '; the load sends x-request-id' : ''}`);
-    const upstream = await startUpstream(body);
+    const upstream = await startNginxUpstream('authz', body);
     try {
       for (let round = 1; round <= env.rounds; round++) {
         const order = round % 2 === 1 ? [...env.topologies] : [...env.topologies].reverse();

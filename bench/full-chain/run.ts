@@ -55,10 +55,10 @@ import { Agent, request } from 'undici';
 import { CertsService } from '../../control/certs/certs-service.ts';
 import { buildPolicy, CALLER, PATH, UNKNOWN_CALLER, type BuiltPolicy } from '../authz/policy.ts';
 import { freePort } from '../common/free-port.ts';
+import { failures, get, initBenchCa, startNginxUpstream, waitFor200 } from '../common/chain-setup.ts';
 import { median, resultsDir, scenario } from '../common/report.ts';
 import { runBench } from '../common/run-bench.ts';
 import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
-import { nginxUpstreamConf } from '../proxy/configs.ts';
 import { fixedBody } from '../proxy/node-servers.ts';
 import { CHILD_DEADLINE_MS, NGINX, NODE, REPO } from '../proxy/targets.ts';
 import { Child } from '../xds-scale/child.ts';
@@ -106,11 +106,7 @@ interface Pki {
 }
 
 async function makePki(): Promise<Pki> {
-  const dir = makeTempDir('palisade-bench-full-chain-pki-');
-  const stateDir = join(dir, 'state');
-  const r = spawnSync(NODE, [PALISADE_CLI, 'certs', 'init-root', '--trust-domain', TRUST_DOMAIN, '--state-dir', stateDir, '--keep-root-key', '-o', 'json'], { cwd: REPO, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`palisade certs init-root failed (${r.status}): ${r.stderr}`);
-  const bundle = (JSON.parse(r.stdout) as { bundle: string }).bundle;
+  const { dir, stateDir, bundle } = initBenchCa('full-chain', TRUST_DOMAIN);
   // Issued before any control plane runs on this state dir, so that only one process holds it at a time.
   const certs = await CertsService.open(stateDir);
   try {
@@ -130,32 +126,9 @@ async function makePki(): Promise<Pki> {
 // ---------------------------------------------------------------------------
 // Checks
 
-async function get(url: string, headers: Record<string, string>, dispatcher?: Agent): Promise<{ status: number; body: string }> {
-  const res = await request(url, { headers, headersTimeout: 2000, bodyTimeout: 2000, ...(dispatcher === undefined ? {} : { dispatcher }) });
-  return { status: res.statusCode, body: await res.body.text() };
-}
-
 /** An undici Agent presenting `tls` (PEM files); the server's SVID names a SPIFFE ID, not a host: its chain is checked against the bundle, not its name. */
 function tlsAgent(tls: ClientTls, bundle: string): Agent {
   return new Agent({ connect: { key: readFileSync(tls.key), cert: readFileSync(tls.cert), ca: readFileSync(bundle), checkServerIdentity: () => undefined } });
-}
-
-/** Polls until `url` answers 200 (with exactly `body` when given). */
-async function waitFor200(url: string, headers: Record<string, string>, children: Child[], timeoutMs: number, body: string | null, dispatcher?: Agent): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < until) {
-    for (const c of children) if (!c.isAlive) throw new Error(`${url} never answered: ${c.describe()}`);
-    try {
-      const a = await get(url, headers, dispatcher);
-      if (a.status === 200 && (body === null || a.body === body)) return;
-      last = `HTTP ${a.status}, ${a.body.length} bytes: ${JSON.stringify(a.body.slice(0, 80))}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${url}: no 200 after ${timeoutMs} ms (last: ${last}); ${children.map((c) => c.describe()).join('; ')}`);
 }
 
 interface LimitCounters {
@@ -210,16 +183,6 @@ interface Running {
   /** What the checks before the measurement saw. */
   readonly verified: unknown;
   stop(): Promise<void>;
-}
-
-async function startUpstream(body: string): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
-  const dir = makeTempDir('palisade-bench-full-chain-upstream-');
-  const port = await freePort();
-  const file = join(dir, 'nginx.conf');
-  writeFileSync(file, nginxUpstreamConf(dir, port, body));
-  const child = new Child('upstream', NGINX, ['-c', file, '-p', dir, '-g', 'daemon off;'], { deadlineMs: CHILD_DEADLINE_MS });
-  await waitFor200(`http://127.0.0.1:${port}/`, {}, [child], 10_000, body);
-  return { port, pid: child.pid, stop: async () => { await child.stop(); removeTempDir(dir); } };
 }
 
 const HEADERS = { host: `${SERVICE}:${SERVICE_PORT}`, 'x-caller': CALLER };
@@ -378,10 +341,6 @@ function checkFilters(m: Measured, answered: number): void {
 const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '—');
 
-function failures(l: LoadResult): number {
-  return l.non2xx + l.errors + l.timeouts + l.mismatches;
-}
-
 async function main(): Promise<number> {
   const env = loadEnvironment();
   const body = fixedBody(env.bodyBytes);
@@ -400,7 +359,7 @@ async function main(): Promise<number> {
   const work = makeTempDir('palisade-bench-full-chain-');
   const policy = await buildPolicy(work, `bench-${Date.now().toString(36)}`);
   const pki = env.topologies.some((t) => t !== 'none') ? await makePki() : null;
-  const upstream = await startUpstream(body);
+  const upstream = await startNginxUpstream('full-chain', body);
   const runs: Measured[] = [];
   const failed: { topology: TopologyName; round: number; error: string }[] = [];
   try {

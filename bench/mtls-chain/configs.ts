@@ -54,7 +54,6 @@ ${identity === null ? '' : `identity: { caAddress: ${identity.caAddress}, trustB
 }
 
 // The upstream is bench/proxy's (same nginx, same body), so the two benchmarks compare.
-export { nginxUpstreamConf } from '../proxy/configs.ts';
 
 export interface NginxTlsFiles {
   readonly key: string;

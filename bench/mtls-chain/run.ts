@@ -37,11 +37,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { arch, cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 
 import { CertsService } from '../../control/certs/certs-service.ts';
 import { freePort } from '../common/free-port.ts';
+import { failures, initBenchCa, startNginxUpstream, waitFor200 as waitForAnswer } from '../common/chain-setup.ts';
 import { resultsDir, scenario } from '../common/report.ts';
 import { runBench } from '../common/run-bench.ts';
 import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
@@ -49,7 +49,7 @@ import { fixedBody } from '../proxy/node-servers.ts';
 import { CHILD_DEADLINE_MS, NGINX, NODE, REPO } from '../proxy/targets.ts';
 import { Child } from '../xds-scale/child.ts';
 import {
-  CLIENT_SERVICE, NAMESPACE, nginxTlsProxyConf, nginxUpstreamConf, SERVER_SERVICE, SERVER_SERVICE_PORT, sidecarBootstrap, TRUST_DOMAIN, writePalisadeConfig,
+  CLIENT_SERVICE, NAMESPACE, nginxTlsProxyConf, SERVER_SERVICE, SERVER_SERVICE_PORT, sidecarBootstrap, TRUST_DOMAIN, writePalisadeConfig,
 } from './configs.ts';
 import { loadEnvironment, type BenchEnvironment, type TopologyName } from './environment.ts';
 import type { LoadResult, LoadSpec } from '../common/http-load.ts';
@@ -76,35 +76,17 @@ interface TlsClient {
   ca: string;
 }
 
-async function get(url: string, host: string, dispatcher: Agent | undefined): Promise<{ status: number; body: string }> {
-  const res = await request(url, { headers: { host }, headersTimeout: 2000, bodyTimeout: 2000, ...(dispatcher === undefined ? {} : { dispatcher }) });
-  return { status: res.statusCode, body: await res.body.text() };
-}
-
-/** Polls until `url` answers 200 with exactly `body` (over mutual TLS when `tls` is given: PEM file paths). */
+/** Polls until `url` (Host `host`) answers 200 with exactly `body`, over mutual TLS when `tls` is given (PEM file paths). */
 async function waitFor200(url: string, host: string, children: Child[], timeoutMs: number, body: string | null, tls: TlsClient | null = null): Promise<void> {
   // SVIDs name a SPIFFE ID, not a host name: the chain is checked against the bundle, the name is not.
   const dispatcher = tls === null ? undefined : new Agent({
     connect: { key: readFileSync(tls.key), cert: readFileSync(tls.cert), ca: readFileSync(tls.ca), checkServerIdentity: () => undefined },
   });
-  const until = Date.now() + timeoutMs;
-  let last = '';
   try {
-    while (Date.now() < until) {
-      for (const c of children) if (!c.isAlive) throw new Error(`${url} never answered: ${c.describe()}`);
-      try {
-        const a = await get(url, host, dispatcher);
-        if (a.status === 200 && (body === null || a.body === body)) return;
-        last = `HTTP ${a.status}, ${a.body.length} bytes: ${JSON.stringify(a.body.slice(0, 80))}`;
-      } catch (err) {
-        last = (err as Error).message;
-      }
-      await sleep(100);
-    }
+    await waitForAnswer(url, { host }, children, timeoutMs, body, dispatcher);
   } finally {
     await dispatcher?.close();
   }
-  throw new Error(`${url} (Host ${host}): no 200 after ${timeoutMs} ms (last: ${last}); ${children.map((c) => c.describe()).join('; ')}`);
 }
 
 async function postJson(url: string, payload: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
@@ -140,11 +122,7 @@ interface Pki {
 }
 
 async function makePki(): Promise<Pki> {
-  const dir = makeTempDir('palisade-bench-mtls-chain-pki-');
-  const stateDir = join(dir, 'state');
-  const r = spawnSync(NODE, [PALISADE_CLI, 'certs', 'init-root', '--trust-domain', TRUST_DOMAIN, '--state-dir', stateDir, '--keep-root-key', '-o', 'json'], { cwd: REPO, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`palisade certs init-root failed (${r.status}): ${r.stderr}`);
-  const bundle = (JSON.parse(r.stdout) as { bundle: string }).bundle;
+  const { dir, stateDir, bundle } = initBenchCa('mtls-chain', TRUST_DOMAIN);
   // Issued before any control plane runs on this state dir, so that only one process holds it at a time.
   const certs = await CertsService.open(stateDir);
   try {
@@ -172,12 +150,6 @@ async function startNginx(name: string, conf: (prefix: string, port: number) => 
   writeFileSync(file, conf(dir, port));
   const child = new Child(name, NGINX, ['-c', file, '-p', dir, '-g', 'daemon off;'], { deadlineMs: CHILD_DEADLINE_MS });
   return { child, port, stop: async () => { await child.stop(); removeTempDir(dir); } };
-}
-
-async function startUpstream(body: string): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
-  const { child, port, stop } = await startNginx('upstream', (prefix, p) => nginxUpstreamConf(prefix, p, body));
-  await waitFor200(`http://127.0.0.1:${port}/`, 'upstream', [child], 10_000, body);
-  return { port, pid: child.pid, stop };
 }
 
 function spawnSidecar(name: string, bootstrap: string): Child {
@@ -304,10 +276,6 @@ function median(xs: number[]): number {
 const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '—');
 
-function failures(l: LoadResult): number {
-  return l.non2xx + l.errors + l.timeouts + l.mismatches;
-}
-
 function handshakes(tls: unknown): number | null {
   if (tls === null || typeof tls !== 'object') return null;
   const h = (tls as { handshakes?: unknown }).handshakes;
@@ -331,7 +299,7 @@ async function main(): Promise<number> {
 
   const needsPki = env.topologies.includes('mtls') || env.topologies.includes('nginx-tls');
   const pki = needsPki ? await makePki() : null;
-  const upstream = await startUpstream(body);
+  const upstream = await startNginxUpstream('mtls-chain', body);
   const runs: Measured[] = [];
   const failed: { topology: TopologyName; round: number; error: string }[] = [];
   try {
