@@ -100,11 +100,8 @@ function isoTime(ms: number): string {
   return lastIso;
 }
 
-function flushAtTurnEnd(log: AccessLog): void {
-  AccessLog.flushQueued(log);
-}
-
-function flushAtInterval(log: AccessLog): void {
+/** The turn's end (setImmediate) or the interval's (setTimeout): hands the queued lines over. */
+function flushQueued(log: AccessLog): void {
   AccessLog.flushQueued(log);
 }
 
@@ -205,10 +202,10 @@ export class AccessLog {
     else if (this.#flushIntervalMs === 0) {
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
-        setImmediate(flushAtTurnEnd, this);
+        setImmediate(flushQueued, this);
       }
     } else if (this.#flushTimer === null) {
-      this.#flushTimer = setTimeout(flushAtInterval, this.#flushIntervalMs, this);
+      this.#flushTimer = setTimeout(flushQueued, this.#flushIntervalMs, this);
       this.#flushTimer.unref();
     }
   }
