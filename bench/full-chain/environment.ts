@@ -12,15 +12,16 @@
  *   ROUNDS        rounds; each starts both topologies fresh (running side by
  *                 side, one loaded at a time), the first topology alternating default 2
  *   BODY_BYTES    size of the upstream's fixed response body                 default 1024
- *   TOPOLOGIES    comma list of none, mtls (mTLS, no filters: TLS alone), full
- *                                                                           default none,full
+ *   TOPOLOGIES    comma list of none, mtls (mTLS, no filters: TLS alone), full,
+ *                 node and node-mtls (the minimal Node proxy peer, plaintext
+ *                 and mTLS: what Node's own TLS termination costs)          default none,full
  *   RETRIES       repeats of a measurement disturbed by other work on the box
  *                 (other CPU > 25% of a core); the least disturbed kept       default 1
  */
 import { intKnob, readKnob } from '../common/environment.ts';
 
-export const ALL_TOPOLOGIES = ['none', 'mtls', 'full'] as const;
-/** mtls (TLS termination alone) is a diagnostic: TOPOLOGIES=none,mtls,full. */
+export const ALL_TOPOLOGIES = ['none', 'mtls', 'full', 'node', 'node-mtls'] as const;
+/** mtls (TLS termination alone) and the Node proxy peer are diagnostics: TOPOLOGIES=none,mtls,full,node,node-mtls. */
 export const DEFAULT_TOPOLOGIES = ['none', 'full'] as const;
 export type TopologyName = (typeof ALL_TOPOLOGIES)[number];
 

@@ -12,6 +12,9 @@
  *   full: load ══mTLS══► sidecar INBOUND (authz cached, quota LOCAL, access log) ──HTTP──► upstream
  *   mtls: load ══mTLS══► sidecar INBOUND (no policy, no quota, access log off) ──HTTP──► upstream
  *         (diagnostic, TOPOLOGIES=none,mtls,full: what TLS termination alone costs)
+ *   node, node-mtls: load ──HTTP── / ══mTLS══► minimal Node proxy (node-proxy.ts) ──HTTP──► upstream
+ *         (diagnostic peer, TOPOLOGIES=none,mtls,node,node-mtls: what Node's own TLS
+ *         termination costs a proxy with nothing else to do, next to the sidecar's)
  *
  * Each box its own process on 127.0.0.1: `palisade control` and `palisade sidecar --bootstrap`
  * started fresh per topology and round, nginx (1 worker, `return 200` with a BODY_BYTES body)
@@ -50,12 +53,11 @@ import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } 
 import { arch, cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, request } from 'undici';
+import { type Agent, request } from 'undici';
 
-import { CertsService } from '../../control/certs/certs-service.ts';
 import { buildPolicy, CALLER, PATH, UNKNOWN_CALLER, type BuiltPolicy } from '../authz/policy.ts';
 import { freePort } from '../common/free-port.ts';
-import { failures, get, initBenchCa, startNginxUpstream, waitFor200 } from '../common/chain-setup.ts';
+import { failures, get, startNginxUpstream, waitFor200 } from '../common/chain-setup.ts';
 import { median, resultsDir, scenario } from '../common/report.ts';
 import { runBench } from '../common/run-bench.ts';
 import { makeTempDir, removeTempDir } from '../common/temp-dirs.ts';
@@ -66,12 +68,13 @@ import { NAMESPACE, POLICY_NAME, QUOTA_NAME, SERVICE, SERVICE_PORT, sidecarBoots
 import { loadEnvironment, type BenchEnvironment, type TopologyName } from './environment.ts';
 import type { LoadResult, LoadSpec } from '../common/http-load.ts';
 import { cpuUsPerRequest, measureLoad } from '../common/measure-load.ts';
+import { startNodePeer } from './node-peer.ts';
+import { makePki, tlsAgent, type Pki, type TlsFiles } from './pki.ts';
 
 const RESULTS = resultsDir();
 const PALISADE_CLI = join(REPO, 'cli', 'main.ts');
 const POLICY_KEY = `${NAMESPACE}/${POLICY_NAME}`;
 const QUOTA_KEY = `${NAMESPACE}/${QUOTA_NAME}`;
-const TRUST_DOMAIN = 'bench.local';
 
 /** Other work on the box above this (% of one core) during a measurement marks it disturbed (*). */
 const DISTURBED_PCT = 25;
@@ -80,56 +83,9 @@ const LABEL: Record<TopologyName, string> = {
   none: 'sidecar, no filters (plaintext)',
   mtls: 'sidecar, mTLS only (no filters)',
   full: 'sidecar, full chain',
+  node: 'Node proxy peer (plaintext)',
+  'node-mtls': 'Node proxy peer (mTLS)',
 };
-
-/** The service account of a SPIFFE ID `spiffe://<td>/ns/<ns>/sa/<sa>`. */
-function serviceAccount(spiffeId: string): string {
-  const m = /\/ns\/[^/]+\/sa\/([^/]+)$/.exec(spiffeId);
-  if (m === null) throw new Error(`not a workload SPIFFE ID: ${spiffeId}`);
-  return m[1]!;
-}
-
-// ---------------------------------------------------------------------------
-// PKI: the CA (once per run) and the callers' SVIDs, as bench/mtls-chain makes them
-
-interface ClientTls {
-  readonly key: string;
-  readonly cert: string;
-}
-
-interface Pki {
-  readonly stateDir: string;
-  readonly bundle: string;
-  /** The allowed caller (CALLER) and one the policy denies (UNKNOWN_CALLER). */
-  readonly caller: ClientTls;
-  readonly stranger: ClientTls;
-}
-
-async function makePki(): Promise<Pki> {
-  const { dir, stateDir, bundle } = initBenchCa('full-chain', TRUST_DOMAIN);
-  // Issued before any control plane runs on this state dir, so that only one process holds it at a time.
-  const certs = await CertsService.open(stateDir);
-  try {
-    const issue = async (spiffeId: string, name: string): Promise<ClientTls> => {
-      const svid = await certs.issueForProxy(NAMESPACE, serviceAccount(spiffeId));
-      const files = { key: join(dir, `${name}-key.pem`), cert: join(dir, `${name}-chain.pem`) };
-      writeFileSync(files.key, svid.keyPem, { mode: 0o600 });
-      writeFileSync(files.cert, svid.chainPem);
-      return files;
-    };
-    return { stateDir, bundle, caller: await issue(CALLER, 'caller'), stranger: await issue(UNKNOWN_CALLER, 'stranger') };
-  } finally {
-    await certs.close();
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Checks
-
-/** An undici Agent presenting `tls` (PEM files); the server's SVID names a SPIFFE ID, not a host: its chain is checked against the bundle, not its name. */
-function tlsAgent(tls: ClientTls, bundle: string): Agent {
-  return new Agent({ connect: { key: readFileSync(tls.key), cert: readFileSync(tls.cert), ca: readFileSync(bundle), checkServerIdentity: () => undefined } });
-}
 
 interface LimitCounters {
   allowed: number;
@@ -175,11 +131,13 @@ function accessLogLines(file: string): number {
 interface Running {
   readonly topology: TopologyName;
   readonly url: string;
-  readonly tls: ClientTls | null;
-  readonly sidecarPid: number;
-  readonly controlPid: number;
-  readonly admin: string;
-  readonly accessLog: string;
+  readonly tls: TlsFiles | null;
+  /** The process under test, by the name its CPU is reported under (`sidecar`, or `proxy` for the Node peer), and the others. */
+  readonly pids: Readonly<Record<string, number>>;
+  /** The sidecar's admin address; null for the Node peer. */
+  readonly admin: string | null;
+  /** The sidecar's access log file (written by full only); null for the Node peer. */
+  readonly accessLog: string | null;
   /** What the checks before the measurement saw. */
   readonly verified: unknown;
   stop(): Promise<void>;
@@ -188,6 +146,10 @@ interface Running {
 const HEADERS = { host: `${SERVICE}:${SERVICE_PORT}`, 'x-caller': CALLER };
 
 async function startTopology(topo: TopologyName, pki: Pki | null, policy: BuiltPolicy, upstreamPort: number, body: string): Promise<Running> {
+  if (topo === 'node' || topo === 'node-mtls') {
+    const peer = await startNodePeer(topo === 'node-mtls', pki, upstreamPort, HEADERS, body);
+    return { topology: topo, url: peer.url, tls: peer.tls, pids: { proxy: peer.pid }, admin: null, accessLog: null, verified: peer.verified, stop: peer.stop };
+  }
   const full = topo === 'full';
   const tls = topo !== 'none';
   const dir = makeTempDir(`palisade-bench-full-chain-${topo}-`);
@@ -268,7 +230,7 @@ async function startTopology(topo: TopologyName, pki: Pki | null, policy: BuiltP
     const metricsText = await metrics.body.text();
     if (metrics.statusCode !== 200 || metricsText.length === 0) throw new Error(`admin /metrics answered ${metrics.statusCode} with ${metricsText.length} bytes`);
     return {
-      topology: topo, url, tls: tls ? pki!.caller : null, sidecarPid: sc.pid, controlPid: control.pid, admin: addr.admin, accessLog, verified,
+      topology: topo, url, tls: tls ? pki!.caller : null, pids: { sidecar: sc.pid, control: control.pid }, admin: addr.admin, accessLog, verified,
       stop,
     };
   } catch (err) {
@@ -299,19 +261,20 @@ interface Measured {
 
 async function measure(env: BenchEnvironment, t: Running, round: number, slice: number, warmupS: number, upstreamPid: number): Promise<Measured> {
   const spec: LoadSpec = { url: t.url, headers: HEADERS, connections: env.connections, durationS: env.durationS, warmupS, bodyBytes: env.bodyBytes, tls: t.tls };
-  const w = await measureLoad(spec, { sidecar: t.sidecarPid, control: t.controlPid, upstream: upstreamPid });
-  const quotaAfter = quotaCounters(await sidecarView(t.admin));
+  const w = await measureLoad(spec, { ...t.pids, upstream: upstreamPid });
+  const quotaAfter = t.admin === null ? null : quotaCounters(await sidecarView(t.admin));
   // The sidecar writes its log behind the requests (at the latest 1 s later, its default flush
   // interval): wait until the file has not grown for 1.5 s (at most 10 s).
-  let lines = accessLogLines(t.accessLog);
-  for (let i = 0, still = 0; i < 100 && still < 15; i++) {
+  const log = t.accessLog;
+  let lines = log === null ? 0 : accessLogLines(log);
+  for (let i = 0, still = 0; log !== null && i < 100 && still < 15; i++) {
     await sleep(100);
-    const now = accessLogLines(t.accessLog);
+    const now = accessLogLines(log);
     still = now === lines ? still + 1 : 0;
     lines = now;
   }
   return {
-    topology: t.topology, round, slice, load: w.load, cpuPct: w.cpuPct, proxyCpuUsPerReq: cpuUsPerRequest(w, ['sidecar']), otherCpuPct: w.otherCpuPct,
+    topology: t.topology, round, slice, load: w.load, cpuPct: w.cpuPct, proxyCpuUsPerReq: cpuUsPerRequest(w, ['sidecar', 'proxy']), otherCpuPct: w.otherCpuPct,
     verified: t.verified, quotaAfter, accessLogLines: lines,
   };
 }
@@ -358,7 +321,7 @@ async function main(): Promise<number> {
 
   const work = makeTempDir('palisade-bench-full-chain-');
   const policy = await buildPolicy(work, `bench-${Date.now().toString(36)}`);
-  const pki = env.topologies.some((t) => t !== 'none') ? await makePki() : null;
+  const pki = env.topologies.some((t) => t !== 'none' && t !== 'node') ? await makePki() : null;
   const upstream = await startNginxUpstream('full-chain', body);
   const runs: Measured[] = [];
   const failed: { topology: TopologyName; round: number; error: string }[] = [];
@@ -404,7 +367,7 @@ async function main(): Promise<number> {
               runs.push(m);
               const l = m.load;
               console.log(`round ${round} slice ${slice} ${LABEL[topo].padEnd(32)} ${Math.round(l.rps).toString().padStart(6)} rps, p50 ${fmt(l.p50)} ms, p99 ${fmt(l.p99)} ms, failures ${failures(l)}; ` +
-                `CPU % of a core: ${Object.entries(m.cpuPct).map(([k, v]) => `${k} ${fmt(v, 0)}`).join(', ')}, other ${fmt(m.otherCpuPct, 0)}; sidecar ${m.proxyCpuUsPerReq} µs/req` +
+                `CPU % of a core: ${Object.entries(m.cpuPct).map(([k, v]) => `${k} ${fmt(v, 0)}`).join(', ')}, other ${fmt(m.otherCpuPct, 0)}; ${t.admin === null ? 'proxy' : 'sidecar'} ${m.proxyCpuUsPerReq} µs/req` +
                 `${m.quotaAfter === null ? '' : `; quota allowed ${m.quotaAfter.allowed}, limited ${m.quotaAfter.limited}`}${m.accessLogLines === 0 ? '' : `; access log ${m.accessLogLines} lines`}`);
             } catch (err) {
               await fail(topo, slice, err);
@@ -413,7 +376,7 @@ async function main(): Promise<number> {
         }
       } finally {
         for (const t of running.values()) {
-          const size = existsSync(t.accessLog) ? statSync(t.accessLog).size : 0;
+          const size = t.accessLog !== null && existsSync(t.accessLog) ? statSync(t.accessLog).size : 0;
           if (size > 0) console.log(`   (round ${round} access log: ${size} bytes)`);
           await t.stop();
         }
@@ -429,7 +392,7 @@ async function main(): Promise<number> {
   const cpu = (topo: TopologyName) => med(topo, (m) => m.proxyCpuUsPerReq);
   const rows = env.topologies.map((topo) => `| ${LABEL[topo]} | ${fmt(rps(topo), 0)} | ${of(topo).map((m) => `${Math.round(m.load.rps)}${m.otherCpuPct > DISTURBED_PCT ? '*' : ''}`).join(', ')} | ` +
     `${fmt(med(topo, (m) => m.load.p50))} | ${fmt(med(topo, (m) => m.load.p99))} | ${fmt(cpu(topo), 1)} | ${of(topo).reduce((s, m) => s + failures(m.load), 0)} |`);
-  const table = ['| topology | rps (median) | rps per slice | p50 ms | p99 ms | sidecar CPU µs/req | failures |', '|---|---:|---|---:|---:|---:|---:|', ...rows].join('\n');
+  const table = ['| topology | rps (median) | rps per slice | p50 ms | p99 ms | proxy CPU µs/req | failures |', '|---|---:|---|---:|---:|---:|---:|', ...rows].join('\n');
   // Paired: full / none of the same round and slice, taken one after the other.
   const pairs: number[] = [];
   for (const f of of('full')) {
@@ -445,6 +408,10 @@ async function main(): Promise<number> {
     ...(env.topologies.includes('mtls')
       ? [`mTLS only / no filters, rps: ${ratio(rps('mtls'), rps('none'))}; full chain / mTLS only: ${ratio(rps('full'), rps('mtls'))}; sidecar CPU per request none → mtls → full: ` +
         `${fmt(cpu('none'), 1)} → ${fmt(cpu('mtls'), 1)} → ${fmt(cpu('full'), 1)} µs`]
+      : []),
+    ...(env.topologies.includes('node') && env.topologies.includes('node-mtls')
+      ? [`Node proxy peer, mTLS / plaintext, rps: ${ratio(rps('node-mtls'), rps('node'))} (what Node's own TLS termination costs); CPU per request ${fmt(cpu('node'), 1)} → ${fmt(cpu('node-mtls'), 1)} µs ` +
+        `(+${fmt(cpu('node-mtls') - cpu('node'), 1)}; the sidecar's mTLS: +${fmt(cpu('mtls') - cpu('none'), 1)})`]
       : []),
     `(* = other work on the box used more than ${DISTURBED_PCT}% of a core during the measurement, after ${env.retries} retries)`,
   ];
