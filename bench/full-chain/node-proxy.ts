@@ -35,13 +35,24 @@ function forwardable(headers: IncomingHttpHeaders | Record<string, string | stri
 
 class Relay implements Dispatcher.DispatchHandler {
   readonly res: ServerResponse;
+  ctl: Dispatcher.DispatchController | null = null;
   started = false;
+  /** The client went away first: the upstream request is aborted (a paused one would hold its connection for good). */
+  gone = false;
 
   constructor(res: ServerResponse) {
     this.res = res;
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      this.gone = true;
+      this.ctl?.abort(new Error('client went away'));
+    });
   }
 
-  onRequestStart(): void {}
+  onRequestStart(ctl: Dispatcher.DispatchController): void {
+    this.ctl = ctl;
+    if (this.gone) ctl.abort(new Error('client went away'));
+  }
 
   onResponseStart(_ctl: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
     this.started = true;
@@ -49,6 +60,7 @@ class Relay implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(ctl: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.gone) return;
     if (!this.res.write(chunk)) {
       ctl.pause();
       this.res.once('drain', () => ctl.resume());
@@ -60,6 +72,7 @@ class Relay implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_ctl: Dispatcher.DispatchController, err: Error): void {
+    if (this.gone) return;
     process.stderr.write(`upstream failed: ${err.message}\n`);
     if (this.started) {
       this.res.destroy(err);

@@ -285,6 +285,7 @@ async function measure(env: BenchEnvironment, t: Running, round: number, slice: 
  * (the quota's and the log's counts are the sidecar's, over the whole round).
  */
 function checkFilters(m: Measured, answered: number): void {
+  if (m.load.responses === 0) throw new Error('no request was answered in the measured window');
   if (m.topology !== 'full') {
     if (m.quotaAfter !== null) throw new Error(`no filters, yet a quota counted: ${JSON.stringify(m.quotaAfter)}`);
     if (m.accessLogLines !== 0) throw new Error(`no filters, yet the access log has ${m.accessLogLines} lines`);
