@@ -59,8 +59,13 @@ export interface AccessLogOptions {
  */
 export const ACCESS_LOG_MAX_WRITE_BYTES = 1024 * 1024;
 
-/** Lines are handed to the destination once this many characters are queued (Envoy's file_flush_min_size_kb default: 64), or at the flush interval. */
-export const ACCESS_LOG_BATCH_CHARS = 64 * 1024;
+/**
+ * Lines are handed to the destination once this many characters are queued, or at the flush
+ * interval. Each hand-over wakes a libuv thread for the file write, which on a loaded box costs
+ * the event loop tens of µs (measured: 0.87 µs per request at 64 KiB, 0.21 at 256 KiB, full-chain
+ * bench with --cpu-prof): hence larger than Envoy's 64 KiB, whose flushes run on their own thread.
+ */
+export const ACCESS_LOG_BATCH_CHARS = 256 * 1024;
 
 /** Printable ASCII other than `"` and `\\`: such a string is its own JSON text between quotes. */
 const JSON_SAFE = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;

@@ -26,7 +26,7 @@ export interface AccessLogConfig {
   /** Log every 4xx/5xx, denial and request with a response flag whatever the sample rate. */
   readonly alwaysLogErrors: boolean;
   /**
-   * Lines are written once 64 KiB are buffered or this many ms after the first unwritten one
+   * Lines are written once 256 KiB are buffered or this many ms after the first unwritten one
    * (Envoy's file_flush_interval, default 1 s); 0 writes every event-loop turn's lines at once.
    */
   readonly flushIntervalMs?: number;

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AccessLog } from '../../../sidecar/telemetry/access-log.ts';
+import { ACCESS_LOG_BATCH_CHARS, AccessLog } from '../../../sidecar/telemetry/access-log.ts';
 import { SidecarMetrics } from '../../../sidecar/telemetry/metrics.ts';
 import { parseExposition, valueOf } from './prometheus-text.ts';
 import type { RequestFacts } from '../../../sidecar/telemetry/request-facts.ts';
@@ -171,7 +171,7 @@ describe('AccessLog', () => {
     await log.close();
   });
 
-  it('holds lines until 64 KiB are queued or the flush interval elapses, and writes what it holds on close', async () => {
+  it('holds lines until ACCESS_LOG_BATCH_CHARS are queued or the flush interval elapses, and writes what it holds on close', async () => {
     const file = tempFile();
     const log = new AccessLog({ path: file, sampleRate: 100, alwaysLogErrors: false, flushIntervalMs: 60_000 });
     log.log(record({ path: '/held' }));
@@ -180,16 +180,17 @@ describe('AccessLog', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(existsSync(file) ? lines(file) : []).toEqual([]);
     const long = 'z'.repeat(1000);
-    for (let i = 0; i < 70; i++) log.log(record({ path: `/${i}/${long}` }));
-    // ~1.3 KB a line: the first 64 KiB (about 50 lines) go out, the rest wait for the interval.
-    await until('64 KiB of lines written before the interval', () => existsSync(file) && lines(file).length >= 40);
-    expect(lines(file).length).toBeLessThan(71);
+    // ~1.3 KB a line, 1.4 batches' worth: the first batch goes out, the rest waits for the interval.
+    const n = Math.ceil((1.4 * ACCESS_LOG_BATCH_CHARS) / 1000);
+    for (let i = 0; i < n; i++) log.log(record({ path: `/${i}/${long}` }));
+    await until('a full batch written before the interval', () => existsSync(file) && lines(file).length >= Math.floor(ACCESS_LOG_BATCH_CHARS / 1500));
+    expect(lines(file).length).toBeLessThan(n + 1);
     log.log(record({ path: '/last' }));
     await log.close();
     const paths = lines(file).map((l) => l.path);
-    expect(paths).toHaveLength(72);
+    expect(paths).toHaveLength(n + 2);
     expect(paths[0]).toBe('/held');
-    expect(paths[71]).toBe('/last');
+    expect(paths[n + 1]).toBe('/last');
   });
 
   it('closes after a rotation asked for while a write is in flight, with every line in one of the two files', async () => {
@@ -197,7 +198,7 @@ describe('AccessLog', () => {
     const log = new AccessLog({ path: file, sampleRate: 100, alwaysLogErrors: false, flushIntervalMs: 0 });
     log.log(record({ path: '/opened' }));
     await until('the file open and written', () => existsSync(file) && lines(file).length === 1);
-    // ~3 MB in one turn: handed over in 64 KiB batches, the first write still in flight when the signal comes.
+    // ~3 MB in one turn: handed over in batches, the first write still in flight when the signal comes.
     const long = 'w'.repeat(1000);
     for (let i = 0; i < 3000; i++) log.log(record({ path: `/${i}/${long}` }));
     renameSync(file, `${file}.1`);
