@@ -63,7 +63,7 @@ function accessor(path: string): Accessor {
  * separators) `j` + its JSON, `u` for undefined. Parts are joined by "\n", which only JSON
  * (escaped) could otherwise contain.
  */
-function part(v: unknown): string {
+export function keyPart(v: unknown): string {
   if (typeof v === 'string') return v.includes('\n') ? `j${JSON.stringify(v)}` : `s${v}`;
   if (v === undefined) return 'u';
   if (Array.isArray(v)) {
@@ -120,8 +120,8 @@ export class DecisionCache {
 
   /** The cache key of `input` under bundle `revision`. */
   keyFor(revision: string, input: unknown): string {
-    let key = part(revision);
-    for (let i = 0; i < this.#accessors.length; i++) key += `\n${part(this.#accessors[i]!(input))}`;
+    let key = keyPart(revision);
+    for (let i = 0; i < this.#accessors.length; i++) key += `\n${keyPart(this.#accessors[i]!(input))}`;
     return key;
   }
 
@@ -130,8 +130,15 @@ export class DecisionCache {
    * caller that can read them without building the input: equal values give equal keys.
    */
   keyFromValues(revision: string, values: readonly unknown[]): string {
-    let key = part(revision);
-    for (let i = 0; i < values.length; i++) key += `\n${part(values[i])}`;
+    let key = keyPart(revision);
+    for (let i = 0; i < values.length; i++) key += `\n${keyPart(values[i])}`;
+    return key;
+  }
+
+  /** The same key from the values already encoded, each as keyPart() encodes it (or an equal string). */
+  keyFromParts(revision: string, parts: readonly string[]): string {
+    let key = keyPart(revision);
+    for (let i = 0; i < parts.length; i++) key += `\n${parts[i]!}`;
     return key;
   }
 

@@ -141,9 +141,9 @@ export class Authorizer {
     let key: string;
     if (readers !== null) {
       const d = descOf(facts);
-      const values: unknown[] = [];
-      for (let i = 0; i < readers.length; i++) values.push(readers[i]!(d));
-      key = cache.keyFromValues(p.revision, values);
+      const parts: string[] = [];
+      for (let i = 0; i < readers.length; i++) parts.push(readers[i]!(d));
+      key = cache.keyFromParts(p.revision, parts);
     } else {
       key = cache.keyFor(p.revision, inputOf(facts));
     }

@@ -1,12 +1,15 @@
 /**
  * Reads a Policy's cache keys straight from the request description, so a decision-cache hit
- * costs no input document: each supported dotted path gives exactly the value the same path
- * has in buildInput's document (policies/input.ts), so keys built either way are equal. A
- * Policy with any other cache key gets null here and the sidecar builds the input first.
+ * costs no input document: each supported dotted path gives exactly the key part
+ * (policies/decision-cache.ts keyPart) of the value the same path has in buildInput's document
+ * (policies/input.ts), so keys built either way are equal. A Policy with any other cache key
+ * gets null here and the sidecar builds the input first.
  */
+import { keyPart } from '../../policies/decision-cache.ts';
 import { parsePath, type RequestDescription } from '../../policies/input.ts';
 
-export type DescriptionKey = (d: RequestDescription) => unknown;
+/** Reads one cache key's part from a description: keyPart() of the input's value. */
+export type DescriptionKey = (d: RequestDescription) => string;
 
 const HTTP = 'attributes.request.http.';
 const PSEUDO: Readonly<Record<string, (d: RequestDescription) => string>> = {
@@ -26,27 +29,47 @@ function header(d: RequestDescription, name: string): string | undefined {
   return v === undefined ? undefined : typeof v === 'string' ? v : v.join(',');
 }
 
+
+/**
+ * keyPart(parsePath(p)) without building the array: for a path with no `%` (nothing to
+ * decode) and no key separator, the segments joined by U+0001 after an `a`, as keyPart writes
+ * an array of strings.
+ */
+function parsedPathPart(path: string): string {
+  const p = pathOnly(path);
+  // `%`: decoding; "\n", U+0001: keyPart's separators, which it encodes otherwise.
+  if (p.includes('%') || p.includes('\n') || p.includes('\u0001')) return keyPart(parsePath(p));
+  let i = 0;
+  while (i < p.length && p.charCodeAt(i) === 0x2f) i++;
+  return `a${p.slice(i).replaceAll('/', '\u0001')}`;
+}
+
+/** The principal as the input has it: absent when null or empty. */
+function principalPart(p: string | null): string {
+  return p === null || p === '' ? 'u' : keyPart(p);
+}
+
 function one(path: string): DescriptionKey | null {
   switch (path) {
-    case 'attributes.source.principal': return (d) => (d.sourcePrincipal === null || d.sourcePrincipal === '' ? undefined : d.sourcePrincipal);
-    case 'attributes.destination.principal': return (d) => (d.destinationPrincipal === null || d.destinationPrincipal === '' ? undefined : d.destinationPrincipal);
-    case `${HTTP}method`: return (d) => d.method;
-    case `${HTTP}path`: return (d) => d.path;
-    case `${HTTP}host`: return (d) => d.host;
-    case `${HTTP}scheme`: return (d) => d.scheme;
-    case `${HTTP}protocol`: return (d) => d.protocol;
-    case 'parsed_path': return (d) => parsePath(pathOnly(d.path));
+    case 'attributes.source.principal': return (d) => principalPart(d.sourcePrincipal);
+    case 'attributes.destination.principal': return (d) => principalPart(d.destinationPrincipal);
+    case `${HTTP}method`: return (d) => keyPart(d.method);
+    case `${HTTP}path`: return (d) => keyPart(d.path);
+    case `${HTTP}host`: return (d) => keyPart(d.host);
+    case `${HTTP}scheme`: return (d) => keyPart(d.scheme);
+    case `${HTTP}protocol`: return (d) => keyPart(d.protocol);
+    case 'parsed_path': return (d) => parsedPathPart(d.path);
   }
   const index = /^parsed_path\.(0|[1-9][0-9]{0,5})$/.exec(path);
   if (index !== null) {
     const i = Number(index[1]);
-    return (d) => parsePath(pathOnly(d.path))[i];
+    return (d) => keyPart(parsePath(pathOnly(d.path))[i]);
   }
   if (path.startsWith(`${HTTP}headers.`)) {
     const name = path.slice(HTTP.length + 'headers.'.length);
     // A name with a dot is a nested path in the input, not a header: leave it to the input.
     if (name === '' || name.includes('.') || name !== name.toLowerCase()) return null;
-    return (d) => header(d, name);
+    return (d) => keyPart(header(d, name));
   }
   return null;
 }
