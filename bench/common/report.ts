@@ -151,8 +151,15 @@ export function formatValue(v: number | null): string {
   return a >= 10 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toPrecision(3);
 }
 
-export function formatRatio(r: number | null): string {
-  return r === null ? '—' : `${r.toFixed(2)}×`;
+/**
+ * A ratio to two decimals; to three when two would round it onto its target from the wrong
+ * side (0.697 against ≥ 0.7 reads 0.697×, not a "0.70×" that missed).
+ */
+export function formatRatio(r: number | null, target: RatioTarget | null = null): string {
+  if (r === null) return '—';
+  const two = r.toFixed(2);
+  const hidden = target !== null && Number(two) === target.value && (target.op === '>=' ? r < target.value : r > target.value);
+  return `${hidden ? r.toFixed(3) : two}×`;
 }
 
 export function formatTarget(t: RatioTarget | null): string {
@@ -167,6 +174,6 @@ export function formatMet(met: boolean | null): string {
 export function scenarioTable(scenarios: readonly Scenario[]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   const rows = scenarios.map((s) => `| ${esc(s.title)} | ${esc(s.ours.label)}: **${formatValue(s.ours.value)}** ${s.unit} | ${esc(s.peer.label)}: ${formatValue(s.peer.value)} ${s.unit} | ` +
-    `${formatRatio(s.ratio)} | ${formatTarget(s.target)} | ${formatMet(s.met)} |`);
+    `${formatRatio(s.ratio, s.target)} | ${formatTarget(s.target)} | ${formatMet(s.met)} |`);
   return ['| scenario | ours | peer (same run) | ours / peer | target | |', '|---|---:|---:|---:|---:|---|', ...rows].join('\n');
 }

@@ -330,32 +330,32 @@ async function main(): Promise<number> {
   const n = `median of ${env.samples} samples of ${env.checks} checks`;
   const scenarios = [
     scenario({
-      id: 'quota-global-vs-redis-rtt', title: 'GLOBAL quota check vs one Redis round trip', unit: 'µs', better: 'lower',
-      ours: { label: 'global check (QuotaGate, Redis)', value: med('global check, sequential') },
+      id: 'quota-global-vs-redis-rtt', title: 'GLOBAL quota check, leases off, vs one Redis round trip', unit: 'µs', better: 'lower',
+      ours: { label: 'global check, leases off (QuotaGate, Redis, quota.redis.lease: false)', value: med('global check, sequential') },
       peer: { label: 'redis-benchmark INCR, 1 client', value: rtt }, target: { op: '<=', value: 1.5 },
       note: `${n}, one at a time; redis-benchmark PING ${fmt(med('redis-benchmark PING, 1 client'), 1)} µs`,
     }),
     scenario({
-      id: 'quota-global-leased-vs-redis-rtt', title: 'GLOBAL quota check with leases vs one Redis round trip', unit: 'µs', better: 'lower',
+      id: 'quota-global-leased-vs-redis-rtt', title: 'GLOBAL quota check (default: token leases) vs one Redis round trip', unit: 'µs', better: 'lower',
       ours: { label: 'global check with leases (QuotaGate, Redis, quota.redis.lease defaults)', value: med('global check, leased, sequential') },
       peer: { label: 'redis-benchmark INCR, 1 client', value: rtt }, target: { op: '<=', value: 1.5 },
       note: `${n}, one at a time; at ${env.concurrency} in flight ${fmt(med('global check, leased, concurrent'), 2)} µs per check vs redis-benchmark INCR ${fmt(med('redis-benchmark INCR, concurrent'), 2)} µs`,
     }),
     scenario({
-      id: 'quota-global-concurrent', title: `GLOBAL quota check vs Redis INCR, ${env.concurrency} in flight`, unit: 'µs', better: 'lower',
-      ours: { label: 'global check (QuotaGate, Redis)', value: med('global check, concurrent') },
+      id: 'quota-global-concurrent', title: `GLOBAL quota check, leases off, vs Redis INCR, ${env.concurrency} in flight`, unit: 'µs', better: 'lower',
+      ours: { label: 'global check, leases off (QuotaGate, Redis, quota.redis.lease: false)', value: med('global check, concurrent') },
       peer: { label: `redis-benchmark INCR, ${env.concurrency} clients`, value: med('redis-benchmark INCR, concurrent') },
       note: `${n}; µs per check = wall time / checks (no target)`,
     }),
     scenario({
-      id: 'quota-global-vs-ioredis', title: 'GLOBAL quota check vs a raw ioredis INCR', unit: 'µs', better: 'lower',
-      ours: { label: 'global check (QuotaGate, Redis)', value: med('global check, sequential') },
+      id: 'quota-global-vs-ioredis', title: 'GLOBAL quota check, leases off, vs a raw ioredis INCR', unit: 'µs', better: 'lower',
+      ours: { label: 'global check, leases off (QuotaGate, Redis, quota.redis.lease: false)', value: med('global check, sequential') },
       peer: { label: 'ioredis INCR, same process', value: med('ioredis INCR, sequential') },
       note: `the Node client floor: what rate-limiter-flexible and the gate add (no target); ioredis running the limiter's script ${fmt(med('ioredis limiter script, sequential'), 1)} µs`,
     }),
     scenario({
-      id: 'quota-global-vs-script-rtt', title: "GLOBAL quota check vs one round trip of the limiter's Lua script", unit: 'µs', better: 'lower',
-      ours: { label: 'global check (QuotaGate, Redis)', value: med('global check, sequential') },
+      id: 'quota-global-vs-script-rtt', title: "GLOBAL quota check, leases off, vs one round trip of the limiter's Lua script", unit: 'µs', better: 'lower',
+      ours: { label: 'global check, leases off (QuotaGate, Redis, quota.redis.lease: false)', value: med('global check, sequential') },
       peer: { label: 'redis-benchmark EVAL of the script, 1 client', value: med('redis-benchmark limiter script, 1 client') },
       note: 'what a GLOBAL check asks of Redis (set NX, incrby, pttl in one script), from the C client (no target)',
     }),

@@ -41,7 +41,7 @@ export function renderGenerated(r: SuiteReport): string {
   const all = r.runs.flatMap((run) => run.scenarios.map((s) => ({ bench: run.name, s })));
   if (all.length > 0) {
     out.push('| bench | scenario | ours / peer | target | |', '|---|---|---:|---:|---|');
-    for (const { bench, s } of all) out.push(`| ${bench} | ${esc(s.title)} | ${formatRatio(s.ratio)} | ${formatTarget(s.target)} | ${formatMet(s.met)} |`);
+    for (const { bench, s } of all) out.push(`| ${bench} | ${esc(s.title)} | ${formatRatio(s.ratio, s.target)} | ${formatTarget(s.target)} | ${formatMet(s.met)} |`);
     out.push('');
   }
 

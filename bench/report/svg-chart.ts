@@ -71,7 +71,7 @@ export function svgChart(s: Scenario): string {
   const out: string[] = [];
   out.push('<?xml version="1.0" encoding="UTF-8"?>');
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="${CHART_WIDTH}" height="${num(height)}" viewBox="0 0 ${CHART_WIDTH} ${num(height)}" font-family="Helvetica, Arial, sans-serif" font-size="12">`);
-  out.push(`<title>${escapeXml(`${s.title}: ${s.ours.label} ${formatValue(s.ours.value)} ${s.unit}, ${s.peer.label} ${formatValue(s.peer.value)} ${s.unit}, ratio ${formatRatio(s.ratio)}`)}</title>`);
+  out.push(`<title>${escapeXml(`${s.title}: ${s.ours.label} ${formatValue(s.ours.value)} ${s.unit}, ${s.peer.label} ${formatValue(s.peer.value)} ${s.unit}, ratio ${formatRatio(s.ratio, s.target)}`)}</title>`);
   out.push(`<rect x="0" y="0" width="${CHART_WIDTH}" height="${num(height)}" fill="#ffffff"/>`);
   out.push(`<text x="12" y="24" font-size="14" font-weight="bold">${escapeXml(truncate(s.title, 90))}</text>`);
 
@@ -106,7 +106,7 @@ export function svgChart(s: Scenario): string {
   }
 
   const verdict = s.met === null ? '' : s.met ? ': met' : ': missed';
-  const ratioLine = `ours / peer ${formatRatio(s.ratio)}${s.target === null ? '' : ` · target ${formatTarget(s.target)}${verdict}`}`;
+  const ratioLine = `ours / peer ${formatRatio(s.ratio, s.target)}${s.target === null ? '' : ` · target ${formatTarget(s.target)}${verdict}`}`;
   out.push(`<text id="ratio" x="12" y="${num(axisY + 56)}" font-weight="bold" fill="${s.met === false ? TARGET_STROKE : '#222222'}">${escapeXml(ratioLine)}</text>`);
   out.push('</svg>');
   return `${out.join('\n')}\n`;

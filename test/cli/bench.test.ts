@@ -46,9 +46,10 @@ describe('palisade bench', () => {
     expect(page.startsWith('# Benchmarks\n\nintro\n\n' + BEGIN_MARKER)).toBe(true);
     expect(page.endsWith(`${END_MARKER}\n\n${history}`)).toBe(true);
     expect(page).toContain(`Written by \`palisade bench --only quota --quick --out ${out} --results-dir ${results}\``);
-    expect(page).toMatch(/\| quota \| GLOBAL quota check vs one Redis round trip \| \d+\.\d\d× \| ≤ 1\.5× \| (met|\*\*missed\*\*) \|/);
+    expect(page).toMatch(/\| quota \| GLOBAL quota check, leases off, vs one Redis round trip \| \d+\.\d\d× \| ≤ 1\.5× \| (met|\*\*missed\*\*) \|/);
+    expect(page).toMatch(/\| quota \| GLOBAL quota check \(default: token leases\) vs one Redis round trip \| \d+\.\d\d× \| ≤ 1\.5× \| (met|\*\*missed\*\*) \|/);
     expect(page).toMatch(/\| LOCAL quota check vs one Redis round trip \| local check \(QuotaGate, memory\): \*\*[\d.\u2009]+\*\* µs \| redis-benchmark INCR, 1 client: [\d.\u2009]+ µs \|/);
-    expect(page).toContain('![GLOBAL quota check vs one Redis round trip](benchmarks/quota-global-vs-redis-rtt.svg)');
+    expect(page).toContain('![GLOBAL quota check, leases off, vs one Redis round trip](benchmarks/quota-global-vs-redis-rtt.svg)');
 
     const charts = (await readdir(join(dir, 'benchmarks'))).sort();
     expect(charts).toEqual(['quota-global-concurrent.svg', 'quota-global-leased-vs-redis-rtt.svg', 'quota-global-vs-ioredis.svg', 'quota-global-vs-redis-rtt.svg', 'quota-global-vs-script-rtt.svg', 'quota-local-vs-redis-rtt.svg']);

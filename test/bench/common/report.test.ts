@@ -1,7 +1,7 @@
 /** The scenario rows every macro bench writes into its result file, and how they are read back. */
 import { describe, expect, it } from 'vitest';
 
-import { formatValue, median, readScenarios, scenario, scenarioTable, type ScenarioInput } from '../../../bench/common/report.ts';
+import { formatRatio, formatValue, median, readScenarios, scenario, scenarioTable, type ScenarioInput } from '../../../bench/common/report.ts';
 
 const base: ScenarioInput = {
   id: 'full-chain-rps', title: 'sidecar rps, full chain vs no filters', unit: 'rps', better: 'higher',
@@ -85,5 +85,17 @@ describe('tables', () => {
     expect(median([3, NaN, 1, 2])).toBe(2);
     expect(median([4, 1, 3, 2])).toBe(2.5);
     expect(median([])).toBeNaN();
+  });
+});
+
+describe('formatRatio', () => {
+  it('shows two decimals, and three when two would round a missed target onto it', () => {
+    expect(formatRatio(0.6971, { op: '>=', value: 0.7 })).toBe('0.697×');
+    expect(formatRatio(0.6971, null)).toBe('0.70×');
+    expect(formatRatio(0.7031, { op: '>=', value: 0.7 })).toBe('0.70×');
+    expect(formatRatio(1.5049, { op: '<=', value: 1.5 })).toBe('1.505×');
+    expect(formatRatio(1.4951, { op: '<=', value: 1.5 })).toBe('1.50×');
+    expect(formatRatio(0.64, { op: '>=', value: 0.7 })).toBe('0.64×');
+    expect(formatRatio(null, { op: '>=', value: 0.7 })).toBe('—');
   });
 });
