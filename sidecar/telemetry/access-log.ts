@@ -96,6 +96,21 @@ function word(v: string | null | undefined): string {
   return v === null || v === undefined ? 'null' : `"${v}"`;
 }
 
+/**
+ * A duration in ms to the µs, as JSON: what String(Math.round(ms * 1000) / 1000) gives (no
+ * trailing zeros), from integers: printing a fractional double was half the line's cost.
+ */
+export function durationText(ms: number): string {
+  const us = Math.round(ms * 1000);
+  if (!(us >= 0 && us <= Number.MAX_SAFE_INTEGER)) return String(us / 1000);
+  const whole = Math.floor(us / 1000);
+  const frac = us - whole * 1000;
+  if (frac === 0) return `${whole}`;
+  if (frac % 100 === 0) return `${whole}.${frac / 100}`;
+  if (frac % 10 === 0) return `${whole}.${frac < 100 ? '0' : ''}${frac / 10}`;
+  return `${whole}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
+}
+
 function isoTime(ms: number): string {
   const whole = Math.floor(ms);
   if (whole !== lastMs) {
@@ -188,7 +203,7 @@ export class AccessLog {
     // ASCII (str() escapes the rest), which the Latin-1 write below relies on.
     const line = `{"start_time":"${isoTime(r.startTime)}","method":${word(r.method)},"path":${str(r.path)},"protocol":"${r.protocol}"`
       + `,"response_code":${r.status},"response_flags":${f.flags.length === 0 ? '"-"' : str(f.flags.join(','))},"bytes_received":${r.bytesIn},"bytes_sent":${r.bytesOut}`
-      + `,"duration":${Math.round(r.durationMs * 1000) / 1000},"x_forwarded_for":${str(r.forwardedFor)},"user_agent":${str(r.userAgent)},"request_id":${str(r.requestId)}`
+      + `,"duration":${durationText(r.durationMs)},"x_forwarded_for":${str(r.forwardedFor)},"user_agent":${str(r.userAgent)},"request_id":${str(r.requestId)}`
       + `,"authority":${str(r.authority)},"upstream_host":${str(f.upstreamHost)},"upstream_cluster":${str(f.cluster)},"route_name":${str(f.route)}`
       + `,"listener":${word(r.listener)},"downstream_remote_address":${word(r.remoteAddress)},"principal":${str(f.principal)}`
       + `,"policy":${str(f.policy?.name ?? null)},"policy_decision":${word(f.policy?.decision ?? null)},"quota":${str(f.quota?.name ?? null)},"quota_result":${word(f.quota?.result ?? null)}`

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ACCESS_LOG_BATCH_CHARS, AccessLog } from '../../../sidecar/telemetry/access-log.ts';
+import { ACCESS_LOG_BATCH_CHARS, AccessLog, durationText } from '../../../sidecar/telemetry/access-log.ts';
 import { SidecarMetrics } from '../../../sidecar/telemetry/metrics.ts';
 import { parseExposition, valueOf } from './prometheus-text.ts';
 import type { RequestFacts } from '../../../sidecar/telemetry/request-facts.ts';
@@ -225,5 +225,18 @@ describe('AccessLog', () => {
     await Promise.all(logs.map((l) => l.close()));
     for (const f of files) expect(lines(f).map((l) => l.path)).toEqual(['/after']);
     expect(process.listenerCount('SIGHUP')).toBe(before);
+  });
+});
+
+describe('durationText', () => {
+  it('prints a duration to the µs exactly as String(Math.round(ms * 1000) / 1000) does', () => {
+    const values = [0, 0.0004, 0.0005, 0.001, 0.01, 0.05, 0.1, 0.12, 0.999, 1, 1.0005, 2.5, 3.217, 10.1, 12.345678, 999.9995, 60_000.123, 1e9 + 0.5, -0.0004, -1.5];
+    // A fixed pseudo-random walk over the magnitudes durations have (µs to hours).
+    let x = 12345;
+    for (let i = 0; i < 20_000; i++) {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      values.push((x / 2147483648) * 10 ** (i % 8));
+    }
+    for (const v of values) expect(durationText(v), String(v)).toBe(String(Math.round(v * 1000) / 1000));
   });
 });
