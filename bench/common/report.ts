@@ -153,7 +153,8 @@ export function formatValue(v: number | null): string {
 
 /**
  * A ratio to two decimals; to three when two would round it onto its target from the wrong
- * side (0.697 against ≥ 0.7 reads 0.697×, not a "0.70×" that missed).
+ * side (0.697 against ≥ 0.7 reads 0.697×, not a "0.70×" that missed). Made for
+ * Scenario.ratio, which scenario() rounds to three decimals before judging it.
  */
 export function formatRatio(r: number | null, target: RatioTarget | null = null): string {
   if (r === null) return '—';

@@ -12,9 +12,11 @@ import { parsePath, type RequestDescription } from '../../policies/input.ts';
 export type DescriptionKey = (d: RequestDescription) => string;
 
 const HTTP = 'attributes.request.http.';
-const PSEUDO: Readonly<Record<string, (d: RequestDescription) => string>> = {
-  ':authority': (d) => d.host, ':method': (d) => d.method, ':path': (d) => d.path, ':scheme': (d) => d.scheme,
-};
+/** A Map, not an object: a header named like an Object.prototype member (`constructor`) is no pseudo-header. */
+const PSEUDO: ReadonlyMap<string, (d: RequestDescription) => string> = new Map([
+  [':authority', (d: RequestDescription) => d.host], [':method', (d: RequestDescription) => d.method],
+  [':path', (d: RequestDescription) => d.path], [':scheme', (d: RequestDescription) => d.scheme],
+]);
 
 function pathOnly(path: string): string {
   const q = path.indexOf('?');
@@ -22,10 +24,11 @@ function pathOnly(path: string): string {
 }
 
 function header(d: RequestDescription, name: string): string | undefined {
-  const pseudo = PSEUDO[name];
+  const pseudo = PSEUDO.get(name);
   if (pseudo !== undefined) return pseudo(d);
   // buildInput lowercases names; the sidecar's headers (node:http, node:http2) already are.
-  const v = d.headers[name];
+  // Own properties only, as keyFor reads the input: a key named `constructor` is an absent header.
+  const v = Object.hasOwn(d.headers, name) ? d.headers[name] : undefined;
   return v === undefined ? undefined : typeof v === 'string' ? v : v.join(',');
 }
 

@@ -12,8 +12,8 @@
  *
  * Written to pino's asynchronous destination (sonic-boom, `sync: false`, Buffers): the request
  * path only builds the line (the record is the whole line, no level, time or pid) and queues it.
- * Queued lines go to the destination together, as Envoy flushes its access log files: once 64
- * KiB are queued or `flushIntervalMs` (default 1 s) after the first of them, whichever comes
+ * Queued lines go to the destination together, as Envoy flushes its access log files: once
+ * ACCESS_LOG_BATCH_CHARS (256 KiB) are queued or `flushIntervalMs` (default 1 s) after the first of them, whichever comes
  * first (0: at the end of every event-loop turn); the file write happens later still, off the
  * request. Few large writes matter: sonic-boom re-measured its whole string buffer on every
  * line, and with 16 KiB writes (its default), one in flight at a time, bursts of lines
@@ -102,7 +102,8 @@ function word(v: string | null | undefined): string {
  */
 export function durationText(ms: number): string {
   const us = Math.round(ms * 1000);
-  if (!(us >= 0 && us <= Number.MAX_SAFE_INTEGER)) return String(us / 1000);
+  // Past ~2^43 ms (centuries) a double's shortest form has fewer decimals than the µs: leave those to String.
+  if (!(us >= 0 && us < 1e15)) return String(us / 1000);
   const whole = Math.floor(us / 1000);
   const frac = us - whole * 1000;
   if (frac === 0) return `${whole}`;
@@ -208,14 +209,14 @@ export class AccessLog {
       + `,"listener":${word(r.listener)},"downstream_remote_address":${word(r.remoteAddress)},"principal":${str(f.principal)}`
       + `,"policy":${str(f.policy?.name ?? null)},"policy_decision":${word(f.policy?.decision ?? null)},"quota":${str(f.quota?.name ?? null)},"quota_result":${word(f.quota?.result ?? null)}`
       + `,"tenant":${str(f.tenant)},"trace_id":${str(r.traceId)},"attempts":${f.attempts}}\n`;
-    if (this.#batchBytes + line.length > this.#batch.length) {
+    // A line as long as a whole batch (a huge path or header): the lines queued before it, then a
+    // write of its own, so that no write is larger than a batch plus one line's worth.
+    if (line.length >= this.#batchLimit) {
       this.#flush();
-      // Longer than the batch buffer (a huge path or header): a write of its own.
-      if (line.length > this.#batch.length) {
-        this.#hand(Buffer.from(line, 'latin1'), 1);
-        return;
-      }
+      this.#hand(Buffer.from(line, 'latin1'), 1);
+      return;
     }
+    if (this.#batchBytes + line.length > this.#batch.length) this.#flush();
     this.#batchBytes += this.#batch.write(line, this.#batchBytes, 'latin1');
     this.#batchLines++;
     if (this.#batchBytes >= this.#batchLimit) this.#flush();

@@ -16,7 +16,8 @@ const BASE: RequestDescription = {
 const KEYS = [
   'attributes.source.principal', 'attributes.destination.principal', 'attributes.request.http.method', 'attributes.request.http.path',
   'attributes.request.http.host', 'attributes.request.http.scheme', 'attributes.request.http.protocol', 'attributes.request.http.headers.x-tenant',
-  'attributes.request.http.headers.accept', 'attributes.request.http.headers.:authority', 'attributes.request.http.headers.missing', 'parsed_path', 'parsed_path.1', 'parsed_path.9',
+  'attributes.request.http.headers.accept', 'attributes.request.http.headers.:authority', 'attributes.request.http.headers.missing',
+  'attributes.request.http.headers.constructor', 'attributes.request.http.headers.__proto__', 'attributes.request.http.headers.tostring', 'parsed_path', 'parsed_path.1', 'parsed_path.9',
 ];
 
 const VARIANTS: RequestDescription[] = [
@@ -31,6 +32,7 @@ const VARIANTS: RequestDescription[] = [
   { ...BASE, path: '/a\nb/c' },
   { ...BASE, path: '/a\u0001b/c?x=/y' },
   { ...BASE, path: '/%zz/bad-escape' },
+  { ...BASE, path: '/a%0Ab/c%01d/e' },
   { ...BASE, headers: { host: 'backend' } },
   { ...BASE, headers: { ...BASE.headers, 'x-tenant': '' } },
   { ...BASE, host: 'other:8080', protocol: 'HTTP/2', scheme: 'http' },

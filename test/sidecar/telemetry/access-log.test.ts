@@ -230,7 +230,7 @@ describe('AccessLog', () => {
 
 describe('durationText', () => {
   it('prints a duration to the µs exactly as String(Math.round(ms * 1000) / 1000) does', () => {
-    const values = [0, 0.0004, 0.0005, 0.001, 0.01, 0.05, 0.1, 0.12, 0.999, 1, 1.0005, 2.5, 3.217, 10.1, 12.345678, 999.9995, 60_000.123, 1e9 + 0.5, -0.0004, -1.5];
+    const values = [0, 0.0004, 0.0005, 0.001, 0.01, 0.05, 0.1, 0.12, 0.999, 1, 1.0005, 2.5, 3.217, 10.1, 12.345678, 999.9995, 60_000.123, 1e9 + 0.5, 1e12 - 0.001, 2 ** 43 + 0.12, 1e300, -0.0004, -1.5, Number.NaN, Infinity];
     // A fixed pseudo-random walk over the magnitudes durations have (µs to hours).
     let x = 12345;
     for (let i = 0; i < 20_000; i++) {
