@@ -126,16 +126,9 @@ export class DecisionCache {
   }
 
   /**
-   * The same key from the values of the cache keys already read (in cacheKeys order), for a
-   * caller that can read them without building the input: equal values give equal keys.
+   * The same key from the values of the cache keys already read and encoded (keyPart, in
+   * cacheKeys order), for a caller that reads them without building the input.
    */
-  keyFromValues(revision: string, values: readonly unknown[]): string {
-    let key = keyPart(revision);
-    for (let i = 0; i < values.length; i++) key += `\n${keyPart(values[i])}`;
-    return key;
-  }
-
-  /** The same key from the values already encoded, each as keyPart() encodes it (or an equal string). */
   keyFromParts(revision: string, parts: readonly string[]): string {
     let key = keyPart(revision);
     for (let i = 0; i < parts.length; i++) key += `\n${parts[i]!}`;

@@ -6,31 +6,21 @@
  *
  * node:http (or node:https requiring and verifying a client certificate, as the sidecar's
  * STRICT inbound) in front of an undici Pool to the upstream; each response streamed back as
- * it comes (writeHead, write, end), hop-by-hop headers dropped both ways, x-forwarded-proto
+ * it comes (writeHead, write, end), hop-by-hop headers dropped both ways (the sidecar's own filter, sidecar/proxy/hop-by-hop.ts), x-forwarded-proto
  * set, 502 when the upstream fails. No routing, no telemetry, no filters: what it costs over
  * TLS against plaintext is Node's own TLS termination, the floor under the sidecar's.
  * Prints `{"event":"listening","port":N}` once it listens.
  */
 import { readFileSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Pool, type Dispatcher } from 'undici';
+import { responseHeaders as forwardable } from '../../sidecar/proxy/hop-by-hop.ts';
 
 export interface NodeProxySpec {
   readonly upstreamPort: number;
   /** PEM file paths: the server's key and chain, and the bundle client certificates must chain to; null: plaintext. */
   readonly tls: { readonly key: string; readonly cert: string; readonly ca: string } | null;
-}
-
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
-
-function forwardable(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const name in headers) {
-    const v = headers[name];
-    if (v !== undefined && !HOP_BY_HOP.has(name)) out[name] = v;
-  }
-  return out;
 }
 
 class Relay implements Dispatcher.DispatchHandler {

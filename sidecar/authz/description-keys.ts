@@ -7,6 +7,7 @@
  */
 import { keyPart } from '../../policies/decision-cache.ts';
 import { parsePath, type RequestDescription } from '../../policies/input.ts';
+import { pathOnly } from './request-description.ts';
 
 /** Reads one cache key's part from a description: keyPart() of the input's value. */
 export type DescriptionKey = (d: RequestDescription) => string;
@@ -17,11 +18,6 @@ const PSEUDO: ReadonlyMap<string, (d: RequestDescription) => string> = new Map([
   [':authority', (d: RequestDescription) => d.host], [':method', (d: RequestDescription) => d.method],
   [':path', (d: RequestDescription) => d.path], [':scheme', (d: RequestDescription) => d.scheme],
 ]);
-
-function pathOnly(path: string): string {
-  const q = path.indexOf('?');
-  return q === -1 ? path : path.slice(0, q);
-}
 
 function header(d: RequestDescription, name: string): string | undefined {
   const pseudo = PSEUDO.get(name);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ALLOW, DENY, errorDecision } from '../../policies/decision.ts';
-import { DecisionCache } from '../../policies/decision-cache.ts';
+import { DecisionCache, keyPart } from '../../policies/decision-cache.ts';
 
 const input = (principal: unknown, method: string, path: unknown[] = ['api']) => ({
   attributes: { source: { principal }, request: { http: { method, headers: { 'x-trace': Math.random().toString() } } } },
@@ -60,7 +60,7 @@ describe('DecisionCache', () => {
 
   it('keys equal values equally, from the input or from values read elsewhere, and never confuses distinct ones', () => {
     const c = DecisionCache.create({ cacheKeys: ['a', 'b'] });
-    expect(c.keyFor('r', { a: 'x', b: ['p', 'q'] })).toBe(c.keyFromValues('r', ['x', ['p', 'q']]));
+    expect(c.keyFor('r', { a: 'x', b: ['p', 'q'] })).toBe(c.keyFromParts('r', ['x', ['p', 'q']].map(keyPart)));
     const distinct = [
       ['x', undefined], ['x', ''], ['x', 'u'], ['xu', undefined], ['x\ny', undefined], ['x', ['p\u0001q']], ['x', ['p', 'q']], ['x', 'ap\u0001q'],
       ['x', 1], ['x', '1'], ['x', [1]], ['x', ['1']], ['x', null], ['x', 'null'], ['x', {}], ['x', '{}'],
