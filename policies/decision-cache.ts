@@ -91,6 +91,9 @@ export class DecisionCache {
   #clock = 0;
   /** Insertions after which a hit moves its key to the recent end again. */
   readonly #refreshAfter: number;
+  /** The last revision keyFrom saw and its key part: a policy's revision changes only with its bundle. */
+  #revision = '';
+  #revisionPart = keyPart('');
 
   private constructor(cacheKeys: readonly string[], maxEntries: number) {
     this.cacheKeys = Object.freeze([...cacheKeys]);
@@ -126,12 +129,16 @@ export class DecisionCache {
   }
 
   /**
-   * The same key from the values of the cache keys already read and encoded (keyPart, in
-   * cacheKeys order), for a caller that reads them without building the input.
+   * The same key read by `readers` (one per cache key, in cacheKeys order, each giving the
+   * keyPart of its value) from `source`, for a caller that reads them without building the input.
    */
-  keyFromParts(revision: string, parts: readonly string[]): string {
-    let key = keyPart(revision);
-    for (let i = 0; i < parts.length; i++) key += `\n${parts[i]!}`;
+  keyFrom<S>(revision: string, readers: readonly ((source: S) => string)[], source: S): string {
+    if (revision !== this.#revision) {
+      this.#revision = revision;
+      this.#revisionPart = keyPart(revision);
+    }
+    let key = this.#revisionPart;
+    for (let i = 0; i < readers.length; i++) key += `\n${readers[i]!(source)}`;
     return key;
   }
 

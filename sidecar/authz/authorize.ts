@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { Decision, HeaderEntry } from '../../policies/decision.ts';
 import { buildInput, type EnvoyAuthzInput, type RequestDescription } from '../../policies/input.ts';
 import type { AuthzConfig, CompiledPolicy } from './authz-config.ts';
+import type { KeySource } from './description-keys.ts';
 import type { PolicyDecision, RequestFacts } from '../telemetry/request-facts.ts';
 
 export type AuthzOutcome =
@@ -33,6 +34,8 @@ export interface PolicyStats {
 
 /** What one request's judgement has built so far. */
 interface Facts {
+  /** What cache keys read, when the caller has it without a description (else the description). */
+  readonly keys: KeySource | null;
   readonly describe: () => RequestDescription;
   readonly build: (d: RequestDescription) => EnvoyAuthzInput;
   desc: RequestDescription | null;
@@ -58,7 +61,7 @@ function decidedBy(p: CompiledPolicy, decision: PolicyDecision): { readonly name
   return d;
 }
 
-const ALLOW_NOTHING: AuthzOutcome = Object.freeze({ allowed: true, addHeaders: Object.freeze([]), removeHeaders: Object.freeze([]) });
+export const ALLOW_NOTHING: AuthzOutcome = Object.freeze({ allowed: true, addHeaders: Object.freeze([]), removeHeaders: Object.freeze([]) });
 
 export class Authorizer {
   readonly #log: Logger;
@@ -75,12 +78,13 @@ export class Authorizer {
    * request no policy judges costs one prefix scan). `build` makes the input from the
    * description (default buildInput; the ext_authz server adds the CheckRequest's other attributes).
    * With `requestFacts` (the request's telemetry facts), its `policy` gets the first deciding policy:
-   * the denying (or failing) one, else the first that judged it.
+   * the denying (or failing) one, else the first that judged it. With `keys` (the same values
+   * `describe` would give), cache keys are read from it and a hit builds no description.
    */
-  authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription, build: (d: RequestDescription) => EnvoyAuthzInput = buildInput, requestFacts?: RequestFacts): AuthzOutcome {
+  authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription, build: (d: RequestDescription) => EnvoyAuthzInput = buildInput, requestFacts?: RequestFacts, keys?: KeySource): AuthzOutcome {
     if (config.policies.length === 0) return ALLOW_NOTHING;
-    // Built at most once each, and only when needed: a cache hit read from the description needs no input.
-    const facts: Facts = { describe, build, desc: null, input: null };
+    // Built at most once each, and only when needed: a cache hit read from the key source needs neither.
+    const facts: Facts = { keys: keys ?? null, describe, build, desc: null, input: null };
     let add: HeaderEntry[] | null = null;
     let remove: string[] | null = null;
     for (const p of config.policies) {
@@ -140,10 +144,7 @@ export class Authorizer {
     const readers = p.descriptionKeys;
     let key: string;
     if (readers !== null) {
-      const d = descOf(facts);
-      const parts: string[] = [];
-      for (let i = 0; i < readers.length; i++) parts.push(readers[i]!(d));
-      key = cache.keyFromParts(p.revision, parts);
+      key = cache.keyFrom(p.revision, readers, facts.keys ?? descOf(facts));
     } else {
       key = cache.keyFor(p.revision, inputOf(facts));
     }

@@ -9,17 +9,23 @@ import { keyPart } from '../../policies/decision-cache.ts';
 import { parsePath, type RequestDescription } from '../../policies/input.ts';
 import { pathOnly } from './request-description.ts';
 
-/** Reads one cache key's part from a description: keyPart() of the input's value. */
-export type DescriptionKey = (d: RequestDescription) => string;
+/**
+ * What the readers read: a RequestDescription has all of it; the inbound filter builds just
+ * this (request-description.ts requestKeys), so that a cache hit needs no description.
+ */
+export type KeySource = Pick<RequestDescription, 'method' | 'path' | 'headers' | 'host' | 'scheme' | 'protocol' | 'sourcePrincipal' | 'destinationPrincipal'>;
+
+/** Reads one cache key's part from a request's key source: keyPart() of the input's value. */
+export type DescriptionKey = (d: KeySource) => string;
 
 const HTTP = 'attributes.request.http.';
 /** A Map, not an object: a header named like an Object.prototype member (`constructor`) is no pseudo-header. */
-const PSEUDO: ReadonlyMap<string, (d: RequestDescription) => string> = new Map([
-  [':authority', (d: RequestDescription) => d.host], [':method', (d: RequestDescription) => d.method],
-  [':path', (d: RequestDescription) => d.path], [':scheme', (d: RequestDescription) => d.scheme],
+const PSEUDO: ReadonlyMap<string, (d: KeySource) => string> = new Map([
+  [':authority', (d: KeySource) => d.host], [':method', (d: KeySource) => d.method],
+  [':path', (d: KeySource) => d.path], [':scheme', (d: KeySource) => d.scheme],
 ]);
 
-function header(d: RequestDescription, name: string): string | undefined {
+function header(d: KeySource, name: string): string | undefined {
   const pseudo = PSEUDO.get(name);
   if (pseudo !== undefined) return pseudo(d);
   // buildInput lowercases names; the sidecar's headers (node:http, node:http2) already are.

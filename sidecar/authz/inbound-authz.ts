@@ -31,8 +31,8 @@ import type { Policy } from '../../xds/gen/palisade/v1/policy_pb.js';
 import type { DownstreamRequest, DownstreamResponse } from '../listeners/http-listener.ts';
 import { refuseUpgrade } from '../proxy/upgrade.ts';
 import { buildAuthzConfig, EMPTY_AUTHZ, type AuthzConfig } from './authz-config.ts';
-import { Authorizer, type AuthzOutcome } from './authorize.ts';
-import { describeRequest, pathOnly, peerPrincipal, removeRequestHeader, setRequestHeader } from './request-description.ts';
+import { ALLOW_NOTHING, Authorizer, type AuthzOutcome } from './authorize.ts';
+import { describeRequest, pathOnly, requestKeys, peerPrincipal, removeRequestHeader, setRequestHeader } from './request-description.ts';
 import type { RequestAuthentication } from '../../xds/gen/palisade/v1/request_authentication_pb.js';
 import { JwtAuthenticator, type AuthnOutcome, type JwtAuthenticatorOptions } from '../authn/jwt-authenticator.ts';
 import { factsOf, type PolicyDecision } from '../telemetry/request-facts.ts';
@@ -244,7 +244,10 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
   }
 
   #judge(req: DownstreamRequest, jwtPayloads: Readonly<Record<string, unknown>> | null): AuthzOutcome {
-    return this.#authorizer.authorize(this.#config, pathOnly(req.url), () => describeRequest(req, this.#ownPrincipal(), jwtPayloads), buildInput, factsOf(req));
+    const config = this.#config;
+    if (config.policies.length === 0) return ALLOW_NOTHING;
+    const own = this.#ownPrincipal();
+    return this.#authorizer.authorize(config, pathOnly(req.url), () => describeRequest(req, own, jwtPayloads), buildInput, factsOf(req), requestKeys(req, own));
   }
 }
 

@@ -10,6 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import { uriSans } from '../../certs/peer-identity.ts';
 import type { RequestDescription } from '../../policies/input.ts';
 import type { DownstreamRequest } from '../listeners/http-listener.ts';
+import type { KeySource } from './description-keys.ts';
 
 const principals = new WeakMap<Socket, string | null>();
 
@@ -27,26 +28,36 @@ export function peerPrincipal(socket: Socket): string | null {
   return id;
 }
 
-/**
- * Describes `req` for the policy input. Sets x-request-id when the request has none, so the
- * id in decision logs is the one the workload and the access log see.
- */
-export function describeRequest(req: DownstreamRequest, ownPrincipal: string | null, jwtPayloads: Readonly<Record<string, unknown>> | null = null): RequestDescription {
-  const socket = req.socket as Socket;
-  let requestId = req.headers['x-request-id'];
-  if (typeof requestId !== 'string' || requestId === '') {
-    requestId = randomUUID();
-    // Absent (the common case): append; present but empty: replace.
-    if (req.headers['x-request-id'] === undefined) {
-      req.rawHeaders.push('x-request-id', requestId);
-      req.headers['x-request-id'] = requestId;
-    } else {
-      setRequestHeader(req, 'x-request-id', requestId);
-    }
+/** The x-request-id of `req`, set (appended, or an empty one replaced) with a generated id when it has none. */
+function ensureRequestId(req: DownstreamRequest): string {
+  const present = req.headers['x-request-id'];
+  if (typeof present === 'string' && present !== '') return present;
+  const requestId = randomUUID();
+  // Absent (the common case): append; present but empty: replace.
+  if (present === undefined) {
+    req.rawHeaders.push('x-request-id', requestId);
+    req.headers['x-request-id'] = requestId;
+  } else {
+    setRequestHeader(req, 'x-request-id', requestId);
   }
+  return requestId;
+}
+
+/**
+ * What a decision-cache key reads of `req` (description-keys.ts KeySource): the same values
+ * describeRequest gives, without the fields only a policy input needs, so a cache hit builds
+ * no description. Sets x-request-id as describeRequest does, so either one leaves the request
+ * in the same state (the forwarder would generate the id otherwise).
+ */
+export function requestKeys(req: DownstreamRequest, ownPrincipal: string | null): KeySource {
+  ensureRequestId(req);
+  return keysOf(req, ownPrincipal);
+}
+
+function keysOf(req: DownstreamRequest, ownPrincipal: string | null): KeySource {
+  const socket = req.socket as Socket;
   const h2 = req.httpVersion === '2.0';
   const authority = h2 ? req.headers[':authority'] : undefined;
-  const length = req.headers['content-length'];
   return {
     method: req.method ?? 'GET',
     path: req.url ?? '/',
@@ -54,12 +65,25 @@ export function describeRequest(req: DownstreamRequest, ownPrincipal: string | n
     host: (typeof authority === 'string' ? authority : req.headers.host) ?? '',
     scheme: (socket as TLSSocket).encrypted === true ? 'https' : 'http',
     protocol: h2 ? 'HTTP/2' : req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
+    sourcePrincipal: peerPrincipal(socket),
+    destinationPrincipal: ownPrincipal,
+  };
+}
+
+/**
+ * Describes `req` for the policy input. Sets x-request-id when the request has none, so the
+ * id in decision logs is the one the workload and the access log see.
+ */
+export function describeRequest(req: DownstreamRequest, ownPrincipal: string | null, jwtPayloads: Readonly<Record<string, unknown>> | null = null): RequestDescription {
+  const requestId = ensureRequestId(req);
+  const socket = req.socket as Socket;
+  const length = req.headers['content-length'];
+  return {
+    ...keysOf(req, ownPrincipal),
     sourceAddress: socket.remoteAddress ?? '',
     sourcePort: socket.remotePort ?? 0,
     destinationAddress: socket.localAddress ?? '',
     destinationPort: socket.localPort ?? 0,
-    sourcePrincipal: peerPrincipal(socket),
-    destinationPrincipal: ownPrincipal,
     requestId,
     time: new Date(),
     ...(typeof length === 'string' && /^\d+$/.test(length) ? { bodySize: Number(length) } : {}),

@@ -261,6 +261,14 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
       done(null, []);
       return;
     }
+    // LOCAL buckets without burst answer synchronously: the common single check then costs no promise (nor closures).
+    if (checks.length === 1) {
+      const now = this.#takeNow(checks[0]!);
+      if (now !== null) {
+        this.#decideSync(req, facts, [now], done);
+        return;
+      }
+    }
     let answered = false;
     const decide = (decided: readonly Decided[]) => {
       if (req.destroyed) return;
@@ -279,12 +287,8 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
       this.#log.error({ err }, 'quota check failed unexpectedly');
       if (!answered && !req.destroyed) done({ status: 500, body: 'quota check failed', headers: [] }, []);
     };
-    // LOCAL buckets without burst answer synchronously: the common single check then costs no promise.
     if (checks.length === 1) {
-      const c = checks[0]!;
-      const now = this.#takeNow(c);
-      if (now !== null) decideNow([now]);
-      else this.#take(c).then((d) => decide([d])).catch(failed);
+      this.#take(checks[0]!).then((d) => decide([d])).catch(failed);
       return;
     }
     const decided: (Decided | Promise<Decided>)[] = [];
@@ -296,6 +300,16 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
     }
     if (!pending) decideNow(decided as Decided[]);
     else Promise.all(decided).then(decide).catch(failed);
+  }
+
+  /** #decide for results taken synchronously; a throw there is a bug, logged (done was called or is moot). */
+  #decideSync(req: DownstreamRequest, facts: ReturnType<typeof factsOf>, decided: readonly Decided[], done: (refusal: QuotaRefusal | null, headers: readonly (readonly [string, string])[]) => void): void {
+    if (req.destroyed) return;
+    try {
+      this.#decide(req, facts, decided, done);
+    } catch (err) {
+      this.#log.error({ err }, 'quota check failed unexpectedly');
+    }
   }
 
   /**

@@ -84,9 +84,15 @@ function str(v: string | null | undefined): string {
   return JSON_SAFE.test(v) ? `"${v}"` : JSON.stringify(v).replace(NON_ASCII, escapeNonAscii);
 }
 
-/** The last millisecond formatted: requests finishing in one turn mostly share it. */
-let lastMs = Number.NaN;
-let lastIso = '';
+/**
+ * The last second formatted, up to its ".": requests logged in one turn started within a few
+ * ms of each other, in no order, so a per-millisecond memo missed on most of them.
+ */
+let lastSecond = Number.NaN;
+let lastPrefix = '';
+/** 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z: between them toISOString has its 24-character form. */
+const FOUR_DIGIT_YEARS_FROM = -62167219200000;
+const FOUR_DIGIT_YEARS_TO = 253402300800000;
 /**
  * A string the sidecar itself produced from a closed set (listener, decision, quota result) or
  * that node:http, node:http2 or net validated (an HTTP method token, an IP address): never a
@@ -112,13 +118,17 @@ export function durationText(ms: number): string {
   return `${whole}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
 }
 
-function isoTime(ms: number): string {
+/** new Date(Math.floor(ms)).toISOString(), the date and time formatted once per second. */
+export function isoTime(ms: number): string {
   const whole = Math.floor(ms);
-  if (whole !== lastMs) {
-    lastMs = whole;
-    lastIso = new Date(whole).toISOString();
+  if (!(whole >= FOUR_DIGIT_YEARS_FROM && whole < FOUR_DIGIT_YEARS_TO)) return new Date(whole).toISOString();
+  const second = Math.floor(whole / 1000);
+  if (second !== lastSecond) {
+    lastSecond = second;
+    lastPrefix = new Date(second * 1000).toISOString().slice(0, 20);
   }
-  return lastIso;
+  const milli = whole - second * 1000;
+  return `${lastPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 /** The turn's end (setImmediate) or the interval's (setTimeout): hands the queued lines over. */

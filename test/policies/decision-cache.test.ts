@@ -60,7 +60,13 @@ describe('DecisionCache', () => {
 
   it('keys equal values equally, from the input or from values read elsewhere, and never confuses distinct ones', () => {
     const c = DecisionCache.create({ cacheKeys: ['a', 'b'] });
-    expect(c.keyFor('r', { a: 'x', b: ['p', 'q'] })).toBe(c.keyFromParts('r', ['x', ['p', 'q']].map(keyPart)));
+    const source = { a: 'x', b: ['p', 'q'] };
+    const readers = [(s: typeof source) => keyPart(s.a), (s: typeof source) => keyPart(s.b)];
+    expect(c.keyFor('r', source)).toBe(c.keyFrom('r', readers, source));
+    // The revision's part is remembered between calls: a new revision must still make a new key.
+    expect(c.keyFrom('r2', readers, source)).toBe(c.keyFor('r2', source));
+    expect(c.keyFrom('r2', readers, source)).not.toBe(c.keyFrom('r', readers, source));
+    expect(c.keyFrom('a\nb', readers, source)).toBe(c.keyFor('a\nb', source));
     const distinct = [
       ['x', undefined], ['x', ''], ['x', 'u'], ['xu', undefined], ['x\ny', undefined], ['x', ['p\u0001q']], ['x', ['p', 'q']], ['x', 'ap\u0001q'],
       ['x', 1], ['x', '1'], ['x', [1]], ['x', ['1']], ['x', null], ['x', 'null'], ['x', {}], ['x', '{}'],

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ACCESS_LOG_BATCH_CHARS, AccessLog, durationText } from '../../../sidecar/telemetry/access-log.ts';
+import { ACCESS_LOG_BATCH_CHARS, AccessLog, durationText, isoTime } from '../../../sidecar/telemetry/access-log.ts';
 import { SidecarMetrics } from '../../../sidecar/telemetry/metrics.ts';
 import { parseExposition, valueOf } from './prometheus-text.ts';
 import type { RequestFacts } from '../../../sidecar/telemetry/request-facts.ts';
@@ -238,5 +238,24 @@ describe('durationText', () => {
       values.push((x / 2147483648) * 10 ** (i % 8));
     }
     for (const v of values) expect(durationText(v), String(v)).toBe(String(Math.round(v * 1000) / 1000));
+  });
+});
+
+describe('isoTime', () => {
+  it('prints a start time exactly as new Date(Math.floor(ms)).toISOString() does, in any order and across years', () => {
+    const values = [
+      0, 0.9, 999, 999.999, 1000, -1, -0.5, -1000, -1001, 1_795_819_322_588.25, 1_795_819_322_999, 1_795_819_323_000, 1_795_819_322_001,
+      // The ends of the four-digit years, and past them (±YYYYYY form).
+      -62167219200000, -62167219200001, 253402300799999, 253402300800000, 8.64e15,
+      // Back to a second already formatted after another one.
+      1_795_819_322_588, 1_000_000_000_000, 1_795_819_322_589,
+    ];
+    // A fixed pseudo-random walk: ms within and across seconds, in no order.
+    let x = 777;
+    for (let i = 0; i < 20_000; i++) {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      values.push(1_795_819_000_000 + (x % (i % 2 === 0 ? 5_000 : 400_000_000)) + (x % 7) / 7);
+    }
+    for (const v of values) expect(isoTime(v), String(v)).toBe(new Date(Math.floor(v)).toISOString());
   });
 });
