@@ -72,6 +72,22 @@ describe('AccessLog', () => {
     expect(Object.keys(a!)).toHaveLength(26);
   });
 
+  it('writes the recurring fields (route, cluster, upstream, principal, policy, quota) the same when seen again, escaped', async () => {
+    const file = tempFile();
+    const log = new AccessLog({ path: file, sampleRate: 100, alwaysLogErrors: true });
+    const odd = 'r"o\\ut é 😀';
+    const f = facts({ route: odd, cluster: `c${odd}`, upstreamHost: `h${odd}`, principal: `p${odd}`, policy: { name: `pol${odd}`, decision: 'allow' }, quota: { name: `q${odd}`, limit: 'l', result: 'ok', remaining: 1 } });
+    for (let i = 0; i < 3; i++) log.log(record({ path: `/${i}`, facts: f }));
+    await log.close();
+    const all = lines(file);
+    expect(all).toHaveLength(3);
+    for (const l of all) {
+      expect(l).toMatchObject({ route_name: odd, upstream_cluster: `c${odd}`, upstream_host: `h${odd}`, principal: `p${odd}`, policy: `pol${odd}`, quota: `q${odd}` });
+    }
+    // ASCII only: the Latin-1 write would mangle anything else.
+    expect(readFileSync(file, 'latin1')).toBe(readFileSync(file, 'utf8'));
+  });
+
   it('samples by sampleRate and always keeps errors, denials and flagged requests when asked', async () => {
     const file = tempFile();
     // random() = 0.5: sampled in below 50 %, out at 10 %.
