@@ -34,8 +34,9 @@ export interface PolicyStats {
 
 /** What one request's judgement has built so far. */
 interface Facts {
-  /** What cache keys read, when the caller has it without a description (else the description). */
-  readonly keys: KeySource | null;
+  /** What cache keys read, when the caller can give it without a description (else the description is read). */
+  readonly keysOf: (() => KeySource) | null;
+  keys: KeySource | null;
   readonly describe: () => RequestDescription;
   readonly build: (d: RequestDescription) => EnvoyAuthzInput;
   desc: RequestDescription | null;
@@ -44,6 +45,12 @@ interface Facts {
 
 function descOf(f: Facts): RequestDescription {
   return (f.desc ??= f.describe());
+}
+
+/** The key source: the caller's when it gave one (made once), else the description. */
+function keysOf(f: Facts): KeySource {
+  if (f.keysOf === null) return descOf(f);
+  return (f.keys ??= f.keysOf());
 }
 
 function inputOf(f: Facts): EnvoyAuthzInput {
@@ -78,13 +85,14 @@ export class Authorizer {
    * request no policy judges costs one prefix scan). `build` makes the input from the
    * description (default buildInput; the ext_authz server adds the CheckRequest's other attributes).
    * With `requestFacts` (the request's telemetry facts), its `policy` gets the first deciding policy:
-   * the denying (or failing) one, else the first that judged it. With `keys` (the same values
-   * `describe` would give), cache keys are read from it and a hit builds no description.
+   * the denying (or failing) one, else the first that judged it. With `keysOf` (giving the same
+   * values `describe` would), cache keys are read from what it returns, and a hit builds no
+   * description; like `describe`, it is called only when a policy with a cache applies.
    */
-  authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription, build: (d: RequestDescription) => EnvoyAuthzInput = buildInput, requestFacts?: RequestFacts, keys?: KeySource): AuthzOutcome {
+  authorize(config: AuthzConfig, pathOnly: string, describe: () => RequestDescription, build: (d: RequestDescription) => EnvoyAuthzInput = buildInput, requestFacts?: RequestFacts, keysOf?: () => KeySource): AuthzOutcome {
     if (config.policies.length === 0) return ALLOW_NOTHING;
     // Built at most once each, and only when needed: a cache hit read from the key source needs neither.
-    const facts: Facts = { keys: keys ?? null, describe, build, desc: null, input: null };
+    const facts: Facts = { keysOf: keysOf ?? null, keys: null, describe, build, desc: null, input: null };
     let add: HeaderEntry[] | null = null;
     let remove: string[] | null = null;
     for (const p of config.policies) {
@@ -144,7 +152,7 @@ export class Authorizer {
     const readers = p.descriptionKeys;
     let key: string;
     if (readers !== null) {
-      key = cache.keyFrom(p.revision, readers, facts.keys ?? descOf(facts));
+      key = cache.keyFrom(p.revision, readers, keysOf(facts));
     } else {
       key = cache.keyFor(p.revision, inputOf(facts));
     }

@@ -26,12 +26,13 @@ const PSEUDO: ReadonlyMap<string, (d: KeySource) => string> = new Map([
 ]);
 
 function header(d: KeySource, name: string): string | undefined {
-  const pseudo = PSEUDO.get(name);
-  if (pseudo !== undefined) return pseudo(d);
+  // As buildInput: the request's own header first (node:http2 keeps the pseudo-headers the
+  // client sent, :scheme included), the description's value for a pseudo-header it lacks.
   // buildInput lowercases names; the sidecar's headers (node:http, node:http2) already are.
   // Own properties only, as keyFor reads the input: a key named `constructor` is an absent header.
   const v = Object.hasOwn(d.headers, name) ? d.headers[name] : undefined;
-  return v === undefined ? undefined : typeof v === 'string' ? v : v.join(',');
+  if (v === undefined) return PSEUDO.get(name)?.(d);
+  return typeof v === 'string' ? v : v.join(',');
 }
 
 

@@ -247,7 +247,7 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
     const config = this.#config;
     if (config.policies.length === 0) return ALLOW_NOTHING;
     const own = this.#ownPrincipal();
-    return this.#authorizer.authorize(config, pathOnly(req.url), () => describeRequest(req, own, jwtPayloads), buildInput, factsOf(req), requestKeys(req, own));
+    return this.#authorizer.authorize(config, pathOnly(req.url), () => describeRequest(req, own, jwtPayloads), buildInput, factsOf(req), () => requestKeys(req, own));
   }
 }
 

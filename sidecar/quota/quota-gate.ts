@@ -302,7 +302,7 @@ export class QuotaGate extends EventEmitter<QuotaGateEvents> {
     else Promise.all(decided).then(decide).catch(failed);
   }
 
-  /** #decide for results taken synchronously; a throw there is a bug, logged (done was called or is moot). */
+  /** #decide for results taken synchronously. A throw there is a bug: logged, and no 500 is attempted (the asynchronous paths do the same once answered). */
   #decideSync(req: DownstreamRequest, facts: ReturnType<typeof factsOf>, decided: readonly Decided[], done: (refusal: QuotaRefusal | null, headers: readonly (readonly [string, string])[]) => void): void {
     if (req.destroyed) return;
     try {

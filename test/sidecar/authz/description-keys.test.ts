@@ -16,7 +16,8 @@ const BASE: RequestDescription = {
 const KEYS = [
   'attributes.source.principal', 'attributes.destination.principal', 'attributes.request.http.method', 'attributes.request.http.path',
   'attributes.request.http.host', 'attributes.request.http.scheme', 'attributes.request.http.protocol', 'attributes.request.http.headers.x-tenant',
-  'attributes.request.http.headers.accept', 'attributes.request.http.headers.:authority', 'attributes.request.http.headers.missing',
+  'attributes.request.http.headers.accept', 'attributes.request.http.headers.:authority', 'attributes.request.http.headers.:scheme',
+  'attributes.request.http.headers.:method', 'attributes.request.http.headers.:path', 'attributes.request.http.headers.missing',
   'attributes.request.http.headers.constructor', 'attributes.request.http.headers.__proto__', 'attributes.request.http.headers.tostring', 'parsed_path', 'parsed_path.1', 'parsed_path.9',
 ];
 
@@ -36,6 +37,8 @@ const VARIANTS: RequestDescription[] = [
   { ...BASE, headers: { host: 'backend' } },
   { ...BASE, headers: { ...BASE.headers, 'x-tenant': '' } },
   { ...BASE, host: 'other:8080', protocol: 'HTTP/2', scheme: 'http' },
+  // node:http2 keeps the pseudo-headers the client sent: they win over the description's, as in buildInput.
+  { ...BASE, protocol: 'HTTP/2', scheme: 'http', headers: { ':scheme': 'https', ':authority': 'claimed', ':method': 'GET', ':path': '/other', 'x-tenant': 'acme' } },
 ];
 
 describe('cache keys from the request description', () => {

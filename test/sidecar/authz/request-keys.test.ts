@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as h2connect, createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRequest, requestKeys } from '../../../sidecar/authz/request-description.ts';
 import type { KeySource } from '../../../sidecar/authz/description-keys.ts';
@@ -24,12 +24,33 @@ interface Seen {
   readonly description: ReturnType<typeof describeRequest>;
 }
 
-/** Reads each request with requestKeys, then describeRequest, and answers 204. */
-function recorder(seen: Seen[]) {
+/** What a request carries after one of the two functions ran on it alone, the generated id masked. */
+interface Left {
+  readonly mode: string;
+  readonly rawHeaders: string[];
+  readonly headers: Record<string, unknown>;
+}
+
+/**
+ * Reads each request with requestKeys, then describeRequest, and answers 204; with an
+ * `x-mode` header (keys or describe), runs that one alone and records what it left.
+ */
+function recorder(seen: Seen[], left: Left[] = []) {
   return (req: DownstreamRequest, res: ServerResponse | Http2ServerResponse) => {
-    const keys = requestKeys(req, OWN);
-    const idAfterKeys = req.headers['x-request-id'];
-    seen.push({ keys: { ...keys }, idAfterKeys, description: describeRequest(req, OWN) });
+    const mode = req.headers['x-mode'];
+    if (typeof mode === 'string') {
+      const generated = new Set<unknown>();
+      const before = req.headers['x-request-id'];
+      if (mode === 'keys') requestKeys(req, OWN);
+      else describeRequest(req, OWN);
+      if (req.headers['x-request-id'] !== before) generated.add(req.headers['x-request-id']);
+      const mask = (v: unknown) => (generated.has(v) ? '<generated>' : v);
+      left.push({ mode, rawHeaders: req.rawHeaders.map(mask) as string[], headers: Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, mask(v)])) });
+    } else {
+      const keys = requestKeys(req, OWN);
+      const idAfterKeys = req.headers['x-request-id'];
+      seen.push({ keys: { ...keys }, idAfterKeys, description: describeRequest(req, OWN) });
+    }
     (res as ServerResponse).writeHead(204);
     res.end();
   };
@@ -64,21 +85,52 @@ describe('requestKeys', () => {
   });
 
   it('matches describeRequest over HTTP/1.1, and generates or keeps x-request-id as it does', async () => {
+    const left: Left[] = [];
+    const server = createServer(recorder(seen, left) as (req: IncomingMessage, res: ServerResponse) => void);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    closers.push(async () => { server.close(); server.closeAllConnections(); });
+    const port = (server.address() as AddressInfo).port;
+    const send = (headers: Record<string, string>) => get((done) => httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/a/b?x=1', headers }, (r) => { r.resume(); done(r.statusCode!); }).end('body'));
+    const cases: Record<string, string>[] = [{}, { 'x-request-id': 'client-id-1' }, { 'x-request-id': '' }, { host: 'Shop.Example:8080', 'x-caller': 'a' }];
+    for (const headers of cases) {
+      seen.length = 0;
+      expect(await send(headers)).toBe(204);
+      expect(seen).toHaveLength(1);
+      expectSame(seen[0]!);
+      expect(seen[0]!.keys.scheme).toBe('http');
+      expect(seen[0]!.keys.sourcePrincipal).toBeNull();
+      if (headers['x-request-id'] === 'client-id-1') expect(seen[0]!.idAfterKeys).toBe('client-id-1');
+      // Each alone leaves the request the same: one x-request-id, the client's or a generated one.
+      left.length = 0;
+      expect(await send({ ...headers, 'x-mode': 'keys' })).toBe(204);
+      expect(await send({ ...headers, 'x-mode': 'describe' })).toBe(204);
+      expect(left.map((l) => l.mode)).toEqual(['keys', 'describe']);
+      const withoutMode = (raw: string[]) => raw.filter((_, i) => raw[i - (i % 2)]!.toLowerCase() !== 'x-mode');
+      const [byKeys, byDescribe] = left.map(({ rawHeaders, headers: h }) => ({ rawHeaders: withoutMode(rawHeaders), headers: { ...h, 'x-mode': undefined } }));
+      expect(byKeys).toEqual(byDescribe);
+      const ids = byKeys!.rawHeaders.filter((_, i) => i % 2 === 1 && byKeys!.rawHeaders[i - 1]!.toLowerCase() === 'x-request-id');
+      expect(ids).toEqual([headers['x-request-id'] === 'client-id-1' ? 'client-id-1' : '<generated>']);
+    }
+  });
+
+  it('matches describeRequest over HTTP/1.0', async () => {
     const server = createServer(recorder(seen) as (req: IncomingMessage, res: ServerResponse) => void);
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     closers.push(async () => { server.close(); server.closeAllConnections(); });
     const port = (server.address() as AddressInfo).port;
-    for (const headers of [{}, { 'x-request-id': 'client-id-1' }, { 'x-request-id': '' }, { host: 'Shop.Example:8080', 'x-caller': 'a' }]) {
-      seen.length = 0;
-      const status = await get((done) => httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/a/b?x=1', headers }, (r) => { r.resume(); done(r.statusCode!); }).end('body'));
-      expect(status).toBe(204);
-      expect(seen).toHaveLength(1);
-      expectSame(seen[0]!);
-      expect(seen[0]!.keys.scheme).toBe('http');
-      expect(seen[0]!.keys.sourcePrincipal).toBeNull();
-      if ((headers as Record<string, string>)['x-request-id'] === 'client-id-1') expect(seen[0]!.idAfterKeys).toBe('client-id-1');
-    }
+    seen.length = 0;
+    const socket = netConnect(port, '127.0.0.1');
+    socket.end('GET /old?q=1 HTTP/1.0\r\nHost: legacy\r\n\r\n');
+    let reply = '';
+    socket.setEncoding('latin1').on('data', (c: string) => (reply += c));
+    await once(socket, 'close');
+    expect(reply).toMatch(/^HTTP\/1\.1 204/);
+    expect(seen).toHaveLength(1);
+    expectSame(seen[0]!);
+    expect(seen[0]!.keys.protocol).toBe('HTTP/1.0');
+    expect(seen[0]!.keys.host).toBe('legacy');
   });
 
   it('matches describeRequest over HTTP/2 (host from :authority)', async () => {

@@ -274,4 +274,8 @@ describe('isoTime', () => {
     }
     for (const v of values) expect(isoTime(v), String(v)).toBe(new Date(Math.floor(v)).toISOString());
   });
+
+  it('throws as toISOString does for a time that is no date, every time', () => {
+    for (const v of [Number.NaN, Number.NaN, Infinity, Infinity, -Infinity, 8.64e15 + 1]) expect(() => isoTime(v), String(v)).toThrow(RangeError);
+  });
 });
