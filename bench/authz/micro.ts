@@ -12,8 +12,9 @@
  *   build+eval     buildInput(description) + evaluate: a cache miss in the sidecar
  *   cache hit      DecisionCache.keyFor(revision, input) + get: the sidecar's hit
  *   build+hit      buildInput + keyFor + get
- *   authorize hit  Authorizer.authorize on a CompiledPolicy with a warm cache, describe()
- *                  reading a fake mTLS request (describeRequest): all a hit costs in the filter
+ *   authorize hit  Authorizer.authorize on a CompiledPolicy with a warm cache, the cache keys
+ *                  read from a fake mTLS request (requestKeys), as the inbound filter does:
+ *                  all a hit costs in the filter
  *
  * The Go peer: `opa bench --format json --metrics=false --benchmem --count C -b <policy dir>
  * -i input.json data.envoy.authz.allow`, once with the default in-memory store and once with
@@ -36,7 +37,7 @@ import { findOpa } from '../../policies/opa-binary.ts';
 import type { CompiledPolicy } from '../../sidecar/authz/authz-config.ts';
 import { descriptionKeys } from '../../sidecar/authz/description-keys.ts';
 import { Authorizer } from '../../sidecar/authz/authorize.ts';
-import { describeRequest } from '../../sidecar/authz/request-description.ts';
+import { describeRequest, requestKeys } from '../../sidecar/authz/request-description.ts';
 import type { DownstreamRequest } from '../../sidecar/listeners/http-listener.ts';
 import { CACHE_KEYS, CALLER, ENTRYPOINT, PATH, PATH_ONLY, QUERY, requestDescription, UNKNOWN_CALLER, type BuiltPolicy } from './policy.ts';
 
@@ -160,8 +161,10 @@ export async function runMicro(policy: BuiltPolicy, workDir: string, samples: nu
   const config = Object.freeze({ policies: Object.freeze([compiled]) });
   const authorizer = new Authorizer(pino({ level: 'silent' }));
   const req = fakeRequest();
-  const describe = () => describeRequest(req, description.destinationPrincipal);
-  const first = authorizer.authorize(config, PATH_ONLY, describe);
+  const own = description.destinationPrincipal;
+  const describe = () => describeRequest(req, own);
+  const keysOf = () => requestKeys(req, own);
+  const first = authorizer.authorize(config, PATH_ONLY, describe, undefined, undefined, keysOf);
   if (!first.allowed) throw new Error(`Authorizer denied the measured request: ${JSON.stringify(first)}`);
 
   const cases: CaseResult[] = [];
@@ -181,7 +184,7 @@ export async function runMicro(policy: BuiltPolicy, workDir: string, samples: nu
     return cache.get(cache.keyFor(engine.revision, i));
   });
   add('  of which buildInput', () => buildInput(description));
-  add('Authorizer.authorize, cache hit', () => authorizer.authorize(config, PATH_ONLY, describe));
+  add('Authorizer.authorize, cache hit', () => authorizer.authorize(config, PATH_ONLY, describe, undefined, undefined, keysOf));
   if (sink === undefined) log('');
   engine.close();
 

@@ -35,7 +35,6 @@ function header(d: KeySource, name: string): string | undefined {
   return typeof v === 'string' ? v : v.join(',');
 }
 
-
 /**
  * keyPart(parsePath(p)) without building the array: for a path with no `%` (nothing to
  * decode) and no key separator, the segments joined by U+0001 after an `a`, as keyPart writes

@@ -245,6 +245,7 @@ export class InboundAuthz extends EventEmitter<InboundAuthzEvents> {
 
   #judge(req: DownstreamRequest, jwtPayloads: Readonly<Record<string, unknown>> | null): AuthzOutcome {
     const config = this.#config;
+    // No Policy: no closures and no principal lookup per request ("off is free").
     if (config.policies.length === 0) return ALLOW_NOTHING;
     const own = this.#ownPrincipal();
     return this.#authorizer.authorize(config, pathOnly(req.url), () => describeRequest(req, own, jwtPayloads), buildInput, factsOf(req), () => requestKeys(req, own));

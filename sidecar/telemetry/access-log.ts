@@ -104,15 +104,6 @@ function strRecurring(v: string | null | undefined): string {
 }
 
 /**
- * The last second formatted, up to its ".": requests logged in one turn started within a few
- * ms of each other, in no order, so a per-millisecond memo missed on most of them.
- */
-let lastSecond = Number.NaN;
-let lastPrefix = '';
-/** 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z: between them toISOString has its 24-character form. */
-const FOUR_DIGIT_YEARS_FROM = -62167219200000;
-const FOUR_DIGIT_YEARS_TO = 253402300800000;
-/**
  * A string the sidecar itself produced from a closed set (listener, decision, quota result) or
  * that node:http, node:http2 or net validated (an HTTP method token, an IP address): never a
  * quote, a backslash, a control or a non-ASCII character, so it is quoted as it is.
@@ -136,6 +127,16 @@ export function durationText(ms: number): string {
   if (frac % 10 === 0) return `${whole}.${frac < 100 ? '0' : ''}${frac / 10}`;
   return `${whole}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
 }
+
+/**
+ * The last second formatted, up to its ".": requests logged in one turn started within a few
+ * ms of each other, in no order, so a per-millisecond memo missed on most of them.
+ */
+let lastSecond = Number.NaN;
+let lastPrefix = '';
+/** 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z: between them toISOString has its 24-character form. */
+const FOUR_DIGIT_YEARS_FROM = -62167219200000;
+const FOUR_DIGIT_YEARS_TO = 253402300800000;
 
 /** new Date(Math.floor(ms)).toISOString(), the date and time formatted once per second. */
 export function isoTime(ms: number): string {
